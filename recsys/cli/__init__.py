@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.cli import data
+from recsys.cli import config, data
 from recsys.cli.common import State
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -25,6 +25,7 @@ def _root(
     ctx.obj = State(config_path=config)
 
 
+app.add_typer(config.app, name="config")
 app.add_typer(data.app, name="data")
 
 

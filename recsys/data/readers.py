@@ -34,7 +34,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
         if path.suffix == ".parquet":
             return pl.read_parquet(path)
         if path.suffix == ".csv":
-            return pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=True)
+            return pl.read_csv(path, infer_schema=False)
         return pl.read_ndjson(path, infer_schema_length=None)
     except Exception as error:  # polars raises several error types for corrupt input
         raise DataFileError(f"{path}: cannot be read ({type(error).__name__}: {error})") from error

@@ -153,8 +153,8 @@ def _split(
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(clean rows with parsed columns, bad rows as text with row/reason/field)."""
     reason, column = _first_reason(checks)
-    tagged = frame.with_columns(reason.alias(REASON), column.alias(FIELD), *parsed)
-    clean = tagged.filter(pl.col(REASON).is_null()).drop(REASON, FIELD)
+    tagged = frame.with_columns(reason.alias(REASON), column.alias(FIELD))
+    clean = tagged.filter(pl.col(REASON).is_null()).drop(REASON, FIELD).with_columns(*parsed)
     bad_rows = tagged.filter(pl.col(REASON).is_not_null())
     original = [name for name in frame.columns if name != ROW]
     bad = pl.concat(
