@@ -1,0 +1,148 @@
+"""The ``Scorer`` interface: score every catalog item for users given only their histories.
+
+In the spirit of implicit's ``RecommenderBase``, but a scorer never keeps per-user state:
+``score`` reads the history it is given, so users absent from ``fit`` and events that
+arrived after it (online) are served by the same code. Fitted scorers save to a folder as
+``scorer.json`` (kind, parameters) + ``scorer.npz`` (arrays, ``allow_pickle=False``), and
+:func:`load_scorer` rebuilds any of them without refitting.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.artifacts import atomic_path, atomic_write_json
+from recsys.catalog import Histories, ItemCatalog
+
+SCORER_JSON = "scorer.json"
+SCORER_NPZ = "scorer.npz"
+FORMAT_VERSION = 1
+
+_REGISTRY: dict[str, type[Scorer]] = {}
+
+
+class NotFittedError(RuntimeError):
+    """``score`` or ``save`` was called before ``fit``."""
+
+
+class Scorer(ABC):
+    """Scores all ``n_items`` catalog items for each history: float32, higher is better.
+
+    Callers mask seen items themselves (a scorer may well score them high). ``-inf`` means
+    "never a candidate" (e.g. items outside a model's vocabulary).
+    """
+
+    kind: ClassVar[str]
+    n_items: int | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            _REGISTRY[cls.kind] = cls
+
+    @abstractmethod
+    def fit(self, interactions: pl.DataFrame, catalog: ItemCatalog) -> Self:
+        """Learn from ``interactions`` (user_id, item_id, ts, ...); items are indexed by ``catalog``."""
+
+    def score(self, histories: Histories) -> np.ndarray:
+        """Dense ``len(histories) x n_items`` float32 scores."""
+        n_items = self._require_fitted()
+        for user, items in zip(histories.user_ids, histories.items, strict=True):
+            if len(items) and (items.min() < 0 or items.max() >= n_items):
+                raise ValueError(f"history of user {user!r} has item indices outside 0..{n_items - 1}")
+        scores = self._score(histories)
+        return np.ascontiguousarray(scores, dtype=np.float32)
+
+    @abstractmethod
+    def _score(self, histories: Histories) -> np.ndarray: ...
+
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-serialisable): ``type(self)(**params())`` is an unfitted twin."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, np.ndarray]:
+        """The fitted arrays, saved as npz."""
+
+    @abstractmethod
+    def _restore(self, state: dict[str, np.ndarray]) -> None: ...
+
+    def _require_fitted(self) -> int:
+        if self.n_items is None:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load_scorer() first")
+        return self.n_items
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``scorer.json`` and ``scorer.npz`` into ``directory`` (created if missing)."""
+        n_items = self._require_fitted()
+        directory = Path(directory)
+        with atomic_path(directory / SCORER_NPZ) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, **self._state())  # type: ignore[arg-type]  # numpy stubs type **kwds as bool
+        meta = {
+            "kind": self.kind,
+            "params": self.params(),
+            "n_items": n_items,
+            "format_version": FORMAT_VERSION,
+        }
+        atomic_write_json(directory / SCORER_JSON, meta)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self:
+        scorer = load_scorer(directory)
+        if not isinstance(scorer, cls):
+            raise TypeError(f"{directory}: holds a {type(scorer).__name__}, not a {cls.__name__}")
+        return scorer
+
+
+def load_scorer(directory: str | Path) -> Scorer:
+    """Rebuild the fitted scorer saved in ``directory``, whatever its kind."""
+    directory = Path(directory)
+    meta_path = directory / SCORER_JSON
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path}: no saved scorer here")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
+    kind = meta.get("kind")
+    if kind not in _REGISTRY:
+        raise ValueError(f"{meta_path}: unknown scorer kind {kind!r} (known: {sorted(_REGISTRY)})")
+    scorer = _REGISTRY[kind](**meta["params"])
+    with np.load(directory / SCORER_NPZ, allow_pickle=False) as arrays:
+        scorer._restore({name: arrays[name] for name in arrays.files})
+    scorer.n_items = int(meta["n_items"])
+    return scorer
+
+
+def interaction_matrix(interactions: pl.DataFrame, catalog: ItemCatalog) -> sp.csr_matrix:
+    """Binary users x items matrix (float32) of ``interactions``, one row per user in sorted id order.
+
+    Events on items unknown to ``catalog`` are dropped; repeated events count once.
+    """
+    frame = catalog.with_index(interactions.select("user_id", "item_id"))
+    user_codes = frame["user_id"].rank("dense").to_numpy().astype(np.int64) - 1
+    n_users = int(user_codes.max()) + 1 if len(user_codes) else 0
+    return _binary_csr(user_codes, frame["item_idx"].to_numpy(), (n_users, len(catalog)))
+
+
+def history_matrix(histories: Histories, n_items: int) -> sp.csr_matrix:
+    """Binary users x items matrix (float32) of ``histories``, one row per history."""
+    rows = np.repeat(np.arange(len(histories)), [len(items) for items in histories.items])
+    cols = np.concatenate(histories.items) if len(histories) else np.zeros(0, dtype=np.int64)
+    return _binary_csr(rows, cols, (len(histories), n_items))
+
+
+def _binary_csr(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    matrix = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
