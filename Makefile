@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml constraints.txt
 ## The main job: generate the demo catalog, run the nightly pipeline, print recommendations.
 run: $(STAMP)
 	$(BIN)/recsys data demo --out demo-data
-	$(BIN)/recsys data validate demo-data
+	$(BIN)/recsys run --data demo-data --runs runs
+	for u in u1 u2 u3; do $(BIN)/recsys recommend --user $$u --k 10 --runs runs; done
 
 ## The whole test suite (CI runs exactly this).
 test: $(STAMP)

@@ -41,7 +41,9 @@ class ItemCatalog:
         lookup = self._lookup
         return np.asarray([lookup[i] for i in item_ids if i in lookup], dtype=np.int64)
 
-    def with_index(self, frame: pl.DataFrame, column: str = "item_id", name: str = "item_idx") -> pl.DataFrame:
+    def with_index(
+        self, frame: pl.DataFrame, column: str = "item_id", name: str = "item_idx"
+    ) -> pl.DataFrame:
         """Add the dense index of ``column`` (inner join: rows with unknown ids are dropped)."""
         mapping = pl.DataFrame({column: self.ids.tolist(), name: np.arange(len(self.ids), dtype=np.int64)})
         return frame.join(mapping, on=column, how="inner")
@@ -62,7 +64,7 @@ class Histories:
     def from_interactions(
         cls, interactions: pl.DataFrame, catalog: ItemCatalog, users: Sequence[str] | None = None
     ) -> Histories:
-        """Histories of ``users`` (default: every user in ``interactions``); users without events get empty ones."""
+        """Histories of ``users`` (default: all in ``interactions``); users without events get empty ones."""
         frame = catalog.with_index(interactions.select("user_id", "item_id", "ts"))
         grouped = (
             frame.sort("ts", maintain_order=True)

@@ -49,6 +49,8 @@ class OnlineStoreConfig(Section):
     sqlite_path: str = "online_store.sqlite"
     """Relative paths are resolved against the runs directory."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "recsys:features"
+    """Key prefix, so several deployments can share one Redis database."""
     ttl_days: float = Field(30.0, gt=0)
 
 
@@ -83,6 +85,12 @@ class EncoderConfig(Section):
     """Last share of the training events' time range used by the retrieval evaluator."""
     eval_steps: int | None = None
     """Evaluate (and checkpoint) every N steps; None means once per epoch."""
+    eval_max_queries: int = Field(300, ge=1)
+    """Users sampled as evaluator queries (one each)."""
+    eval_corpus_items: int = Field(2000, ge=1)
+    """Evaluator corpus: every relevant item plus the most popular others up to this size."""
+    cpu_bf16: bool = True
+    """Train in bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX); fp32 elsewhere."""
     seed: int = 42
 
 
@@ -92,6 +100,10 @@ class EmbeddingsConfig(Section):
     batch_size: int = Field(128, ge=1)
     max_seq_length: int = Field(256, ge=8)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    cpu_bf16: bool = True
+    """bfloat16 autocast on CPUs with native bf16, kept only if cosine to fp32 >= 0.99 on a sample."""
+    token_budget: int = Field(16384, ge=256)
+    """Padded tokens per batch: short texts go in big batches, long ones in small."""
 
 
 class IndexConfig(Section):
@@ -131,6 +143,8 @@ class RankingConfig(Section):
     min_child_samples: int = 20
     early_stopping_rounds: int = 40
     max_users: int | None = 20000
+    """Users sampled (seeded) for ranker training when there are more."""
+    threads: int = Field(2, ge=1)
     seed: int = 42
 
 

@@ -22,7 +22,9 @@ def show(ctx: typer.Context) -> None:
 
 
 @app.command()
-def defaults(out_file: Path | None = typer.Option(None, "--out", help="Write here instead of stdout.")) -> None:
+def defaults(
+    out_file: Path | None = typer.Option(None, "--out", help="Write here instead of stdout."),
+) -> None:
     """Every key with its default and documentation (the source of configs/default.yaml)."""
     if out_file is None:
         out.print(render_defaults(), end="", highlight=False)

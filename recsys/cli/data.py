@@ -19,7 +19,9 @@ app = typer.Typer(no_args_is_help=True, help="Demo catalog and input validation.
 @app.command()
 def demo(
     ctx: typer.Context,
-    out_dir: Path = typer.Option(Path("demo-data"), "--out", help="Folder to write items/interactions.parquet."),
+    out_dir: Path = typer.Option(
+        Path("demo-data"), "--out", help="Folder to write items/interactions.parquet."
+    ),
     users: int | None = typer.Option(None, help="Number of users (default: config demo.users)."),
     items: int | None = typer.Option(None, help="Number of items."),
     events: int | None = typer.Option(None, help="Number of interactions."),
@@ -47,7 +49,9 @@ def _print_report(report: TableReport) -> None:
     for entry in report.by_reason:
         examples = entry["examples"]
         assert isinstance(examples, list)
-        shown = "; ".join(f"row {e['row']}: {entry['field']}={e.get(str(entry['field']))!r}" for e in examples)
+        shown = "; ".join(
+            f"row {e['row']}: {entry['field']}={e.get(str(entry['field']))!r}" for e in examples
+        )
         table.add_row(str(entry["reason"]), str(entry["field"]), str(entry["count"]), shown)
     if report.by_reason:
         out.print(table)
@@ -60,7 +64,9 @@ def validate(
     quarantine: Path | None = typer.Option(
         None, help="Where bad rows go (default: quarantine/<folder name>)."
     ),
-    max_bad_share: float | None = typer.Option(None, help="Fail above this share of bad rows (config data.max_bad_share)."),
+    max_bad_share: float | None = typer.Option(
+        None, help="Fail above this share of bad rows (config data.max_bad_share)."
+    ),
 ) -> None:
     """Validate a dataset folder: bad rows to quarantine, summary per reason, fail above the threshold."""
     cfg = state(ctx).config.data
@@ -79,7 +85,8 @@ def validate(
     stats = dataset.stats
     start, end = dataset.time_range
     out.print(
-        f"{folder}: {stats['users']:,} users, {stats['items']:,} items, {stats['interactions']:,} interactions, "
+        f"{folder}: {stats['users']:,} users, {stats['items']:,} items, "
+        f"{stats['interactions']:,} interactions, "
         f"{stats['bad_rows']:,} bad rows (quarantine: {quarantine})"
     )
     out.print(f"time range: {start} .. {end}")

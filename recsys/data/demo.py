@@ -23,39 +23,305 @@ DAY = 86_400
 START_TS = 1_750_000_000  # 2025-06-15; fixed so that output is deterministic
 
 TOPICS: dict[str, list[str]] = {
-    "baking": ["sourdough", "croissant", "oven", "flour", "pastry", "yeast", "crust", "brioche", "dough", "butter"],
-    "astronomy": ["galaxy", "telescope", "nebula", "comet", "orbit", "planet", "star", "eclipse", "asteroid", "cosmos"],
-    "gardening": ["tomato", "compost", "seedling", "greenhouse", "soil", "orchard", "rose", "hedge", "mulch", "harvest"],
-    "jazz": ["saxophone", "trumpet", "swing", "bebop", "quartet", "improvisation", "ballad", "club", "rhythm", "blues"],
-    "football": ["striker", "goal", "stadium", "league", "midfield", "penalty", "coach", "derby", "keeper", "season"],
+    "baking": [
+        "sourdough",
+        "croissant",
+        "oven",
+        "flour",
+        "pastry",
+        "yeast",
+        "crust",
+        "brioche",
+        "dough",
+        "butter",
+    ],
+    "astronomy": [
+        "galaxy",
+        "telescope",
+        "nebula",
+        "comet",
+        "orbit",
+        "planet",
+        "star",
+        "eclipse",
+        "asteroid",
+        "cosmos",
+    ],
+    "gardening": [
+        "tomato",
+        "compost",
+        "seedling",
+        "greenhouse",
+        "soil",
+        "orchard",
+        "rose",
+        "hedge",
+        "mulch",
+        "harvest",
+    ],
+    "jazz": [
+        "saxophone",
+        "trumpet",
+        "swing",
+        "bebop",
+        "quartet",
+        "improvisation",
+        "ballad",
+        "club",
+        "rhythm",
+        "blues",
+    ],
+    "football": [
+        "striker",
+        "goal",
+        "stadium",
+        "league",
+        "midfield",
+        "penalty",
+        "coach",
+        "derby",
+        "keeper",
+        "season",
+    ],
     "sailing": ["yacht", "harbor", "mast", "regatta", "tide", "anchor", "keel", "voyage", "compass", "sail"],
-    "chess": ["gambit", "rook", "bishop", "endgame", "opening", "checkmate", "pawn", "grandmaster", "tournament", "knight"],
-    "photography": ["lens", "aperture", "portrait", "exposure", "shutter", "darkroom", "landscape", "film", "tripod", "flash"],
-    "cycling": ["bicycle", "peloton", "climb", "saddle", "gear", "sprint", "velodrome", "pedal", "tour", "chain"],
-    "history": ["empire", "dynasty", "revolution", "archive", "monarch", "battle", "treaty", "castle", "chronicle", "ruins"],
-    "coding": ["compiler", "algorithm", "database", "server", "python", "debugger", "kernel", "network", "framework", "cloud"],
-    "wine": ["vineyard", "vintage", "cellar", "grape", "merlot", "tasting", "barrel", "sommelier", "harvest", "bottle"],
-    "hiking": ["trail", "summit", "backpack", "ridge", "canyon", "glacier", "campfire", "boots", "valley", "forest"],
-    "fashion": ["runway", "couture", "fabric", "designer", "silk", "tailor", "collection", "denim", "boutique", "style"],
-    "painting": ["canvas", "watercolor", "brush", "palette", "fresco", "oil", "gallery", "sketch", "easel", "pigment"],
-    "medicine": ["surgeon", "clinic", "vaccine", "diagnosis", "patient", "therapy", "hospital", "nurse", "virus", "cure"],
-    "finance": ["stock", "market", "investor", "bond", "portfolio", "bank", "dividend", "trader", "crash", "budget"],
-    "birds": ["owl", "eagle", "sparrow", "migration", "nest", "feather", "heron", "falcon", "songbird", "wetland"],
-    "cars": ["engine", "racing", "garage", "turbo", "driver", "motor", "rally", "piston", "roadster", "highway"],
+    "chess": [
+        "gambit",
+        "rook",
+        "bishop",
+        "endgame",
+        "opening",
+        "checkmate",
+        "pawn",
+        "grandmaster",
+        "tournament",
+        "knight",
+    ],
+    "photography": [
+        "lens",
+        "aperture",
+        "portrait",
+        "exposure",
+        "shutter",
+        "darkroom",
+        "landscape",
+        "film",
+        "tripod",
+        "flash",
+    ],
+    "cycling": [
+        "bicycle",
+        "peloton",
+        "climb",
+        "saddle",
+        "gear",
+        "sprint",
+        "velodrome",
+        "pedal",
+        "tour",
+        "chain",
+    ],
+    "history": [
+        "empire",
+        "dynasty",
+        "revolution",
+        "archive",
+        "monarch",
+        "battle",
+        "treaty",
+        "castle",
+        "chronicle",
+        "ruins",
+    ],
+    "coding": [
+        "compiler",
+        "algorithm",
+        "database",
+        "server",
+        "python",
+        "debugger",
+        "kernel",
+        "network",
+        "framework",
+        "cloud",
+    ],
+    "wine": [
+        "vineyard",
+        "vintage",
+        "cellar",
+        "grape",
+        "merlot",
+        "tasting",
+        "barrel",
+        "sommelier",
+        "harvest",
+        "bottle",
+    ],
+    "hiking": [
+        "trail",
+        "summit",
+        "backpack",
+        "ridge",
+        "canyon",
+        "glacier",
+        "campfire",
+        "boots",
+        "valley",
+        "forest",
+    ],
+    "fashion": [
+        "runway",
+        "couture",
+        "fabric",
+        "designer",
+        "silk",
+        "tailor",
+        "collection",
+        "denim",
+        "boutique",
+        "style",
+    ],
+    "painting": [
+        "canvas",
+        "watercolor",
+        "brush",
+        "palette",
+        "fresco",
+        "oil",
+        "gallery",
+        "sketch",
+        "easel",
+        "pigment",
+    ],
+    "medicine": [
+        "surgeon",
+        "clinic",
+        "vaccine",
+        "diagnosis",
+        "patient",
+        "therapy",
+        "hospital",
+        "nurse",
+        "virus",
+        "cure",
+    ],
+    "finance": [
+        "stock",
+        "market",
+        "investor",
+        "bond",
+        "portfolio",
+        "bank",
+        "dividend",
+        "trader",
+        "crash",
+        "budget",
+    ],
+    "birds": [
+        "owl",
+        "eagle",
+        "sparrow",
+        "migration",
+        "nest",
+        "feather",
+        "heron",
+        "falcon",
+        "songbird",
+        "wetland",
+    ],
+    "cars": [
+        "engine",
+        "racing",
+        "garage",
+        "turbo",
+        "driver",
+        "motor",
+        "rally",
+        "piston",
+        "roadster",
+        "highway",
+    ],
     "poetry": ["verse", "sonnet", "rhyme", "stanza", "poet", "lyric", "metaphor", "haiku", "ode", "ballad"],
-    "robots": ["robot", "sensor", "automation", "android", "circuit", "drone", "machine", "servo", "factory", "laboratory"],
-    "tea": ["teapot", "matcha", "oolong", "leaves", "ceremony", "kettle", "herbal", "infusion", "plantation", "cup"],
-    "volcanoes": ["lava", "eruption", "magma", "crater", "ash", "geologist", "island", "tremor", "basalt", "caldera"],
-    "theatre": ["stage", "actor", "playwright", "curtain", "rehearsal", "audience", "drama", "comedy", "director", "script"],
+    "robots": [
+        "robot",
+        "sensor",
+        "automation",
+        "android",
+        "circuit",
+        "drone",
+        "machine",
+        "servo",
+        "factory",
+        "laboratory",
+    ],
+    "tea": [
+        "teapot",
+        "matcha",
+        "oolong",
+        "leaves",
+        "ceremony",
+        "kettle",
+        "herbal",
+        "infusion",
+        "plantation",
+        "cup",
+    ],
+    "volcanoes": [
+        "lava",
+        "eruption",
+        "magma",
+        "crater",
+        "ash",
+        "geologist",
+        "island",
+        "tremor",
+        "basalt",
+        "caldera",
+    ],
+    "theatre": [
+        "stage",
+        "actor",
+        "playwright",
+        "curtain",
+        "rehearsal",
+        "audience",
+        "drama",
+        "comedy",
+        "director",
+        "script",
+    ],
 }
 
 ADJECTIVES = [
-    "quiet", "hidden", "golden", "forgotten", "wild", "modern", "little", "endless", "secret", "brave",
-    "curious", "ancient", "bright", "lonely", "simple", "restless", "gentle", "strange", "last", "first",
+    "quiet",
+    "hidden",
+    "golden",
+    "forgotten",
+    "wild",
+    "modern",
+    "little",
+    "endless",
+    "secret",
+    "brave",
+    "curious",
+    "ancient",
+    "bright",
+    "lonely",
+    "simple",
+    "restless",
+    "gentle",
+    "strange",
+    "last",
+    "first",
 ]
 TITLE_TEMPLATES = [
-    "The {adj} {n1}", "{adj} {n1} and the {n2}", "A Guide to the {n1}", "The {n1} of {n2}",
-    "Notes on the {adj} {n1}", "Beyond the {n1}", "{n1} Stories", "The Art of the {n1}",
+    "The {adj} {n1}",
+    "{adj} {n1} and the {n2}",
+    "A Guide to the {n1}",
+    "The {n1} of {n2}",
+    "Notes on the {adj} {n1}",
+    "Beyond the {n1}",
+    "{n1} Stories",
+    "The Art of the {n1}",
 ]
 SENTENCES = [
     "A {adj} look at the {n1} and the {n2}.",
@@ -82,7 +348,9 @@ def _pick(rng: np.random.Generator, words: list[str], size: int) -> np.ndarray:
     return np.asarray(words, dtype=object)[rng.integers(0, len(words), size)]
 
 
-def _texts(rng: np.random.Generator, topic: np.ndarray, second: np.ndarray, names: list[str]) -> tuple[list[str], list[str]]:
+def _texts(
+    rng: np.random.Generator, topic: np.ndarray, second: np.ndarray, names: list[str]
+) -> tuple[list[str], list[str]]:
     """Titles and descriptions: mostly the item's topic words, sometimes a second topic's."""
     n = len(topic)
     vocab = [TOPICS[name] for name in names]
@@ -100,7 +368,9 @@ def _texts(rng: np.random.Generator, topic: np.ndarray, second: np.ndarray, name
         sentences = []
         for template in rng.choice(SENTENCES, n_sentences[i], replace=False):
             nouns = _pick(rng, words, 2)
-            sentences.append(template.format(adj=ADJECTIVES[rng.integers(len(ADJECTIVES))], n1=nouns[0], n2=nouns[1]))
+            sentences.append(
+                template.format(adj=ADJECTIVES[rng.integers(len(ADJECTIVES))], n1=nouns[0], n2=nouns[1])
+            )
         titles.append(title)
         texts.append(" ".join(sentences))
     return titles, texts
@@ -118,7 +388,9 @@ def generate_demo(spec: DemoSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
     second = np.where(rng.random(spec.items) < 0.3, rng.integers(0, n_topics, spec.items), topic)
     popularity = 1.0 / (1.0 + rng.permutation(spec.items)) ** 0.9
     is_new = rng.random(spec.items) < 0.25
-    created = np.where(is_new, rng.integers(DAY, horizon - DAY, spec.items), -rng.integers(DAY, 365 * DAY, spec.items))
+    created = np.where(
+        is_new, rng.integers(DAY, horizon - DAY, spec.items), -rng.integers(DAY, 365 * DAY, spec.items)
+    )
     sequel = np.empty(spec.items, dtype=np.int64)
     for t in range(n_topics):
         members = np.flatnonzero(topic == t)
@@ -200,14 +472,18 @@ def generate_demo(spec: DemoSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
             "created_at": START_TS + created,
         }
     )
-    interactions = pl.DataFrame(
-        {
-            "user_id": user_ids[session_user[session_of]],
-            "item_id": item_ids[item],
-            "ts": START_TS + ts,
-            "event": np.where(rng.random(total) < 0.1, "purchase", "view"),
-        }
-    ).unique(maintain_order=True).sort("ts", maintain_order=True)
+    interactions = (
+        pl.DataFrame(
+            {
+                "user_id": user_ids[session_user[session_of]],
+                "item_id": item_ids[item],
+                "ts": START_TS + ts,
+                "event": np.where(rng.random(total) < 0.1, "purchase", "view"),
+            }
+        )
+        .unique(maintain_order=True)
+        .sort("ts", maintain_order=True)
+    )
     return items, interactions
 
 

@@ -121,9 +121,11 @@ def _string_list(frame: pl.DataFrame, sources: tuple[str, ...]) -> pl.Expr:
             parts.append(pl.col(name).cast(pl.List(pl.String)).fill_null([]))
         else:
             parts.append(
-                pl.col(name).cast(pl.String).fill_null("").str.split("|").list.eval(
-                    pl.element().str.strip_chars().filter(pl.element() != "")
-                )
+                pl.col(name)
+                .cast(pl.String)
+                .fill_null("")
+                .str.split("|")
+                .list.eval(pl.element().str.strip_chars().filter(pl.element() != ""))
             )
     if not parts:
         return pl.lit([], dtype=pl.List(pl.String))
@@ -174,7 +176,7 @@ def _report(path: Path, rows: int, bad: pl.DataFrame) -> TableReport:
                 "examples": group.head(3).to_dicts(),
             }
         )
-    by_reason.sort(key=lambda entry: -int(entry["count"]))  # type: ignore[call-overload]
+    by_reason.sort(key=lambda entry: -int(entry["count"]))
     return TableReport(path=path, rows=rows, bad_rows=bad.height, by_reason=by_reason)
 
 
@@ -261,7 +263,8 @@ def _threshold_message(report: TableReport, max_bad_share: float) -> str:
         examples = entry["examples"]
         assert isinstance(examples, list)
         rows = ", ".join(
-            f"row {example[ROW]} {entry['field']}={example.get(str(entry['field']))!r}" for example in examples
+            f"row {example[ROW]} {entry['field']}={example.get(str(entry['field']))!r}"
+            for example in examples
         )
         lines.append(f"  field '{entry['field']}' ({entry['reason']}, {entry['count']} rows): {rows}")
     if report.quarantine_path is not None:
@@ -289,7 +292,10 @@ def load_dataset(
         interactions_path, items["item_id"], as_of
     )
     if quarantine_dir is not None:
-        for report, bad, name in ((items_report, bad_items, "items"), (events_report, bad_events, "interactions")):
+        for report, bad, name in (
+            (items_report, bad_items, "items"),
+            (events_report, bad_events, "interactions"),
+        ):
             report.quarantine_path = Path(quarantine_dir) / f"{name}.quarantine.parquet"
             atomic_write_parquet(bad, report.quarantine_path)
     failures = [
