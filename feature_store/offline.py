@@ -1,0 +1,297 @@
+"""Point-in-time materialization and training frames.
+
+:func:`materialize` computes every view's state from events with ``ts < as_of`` only.
+:func:`training_frame` joins features to arbitrary ``(user_id, item_id, ts)`` rows so that
+each row sees only events strictly before its own ts: rows are grouped by distinct ts and
+the (user/item-restricted) state is materialized once per ts. The ranker's usual case,
+many rows at one cutoff, therefore costs one materialization; the cost grows linearly with
+the number of distinct ts values, never with the number of rows.
+
+:func:`assemble` turns state into feature values at a moment ``now``; the online store
+calls the same function, which is why online and offline values agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+
+from feature_store.covisit import covisit_scores, covisitation_lazy, user_history
+from feature_store.definitions import (
+    AGE,
+    AS_OF,
+    CATEGORY,
+    DAY,
+    DECAY,
+    ITEM_ID,
+    NOW,
+    TS,
+    USER_ID,
+    Feature,
+    FeatureDefinitionError,
+    FeatureSet,
+    FeatureView,
+    Registry,
+)
+from feature_store.repository import build_registry, default_feature_set
+from recsys.artifacts import atomic_write_json, atomic_write_parquet
+from recsys.config import FeaturesConfig
+
+HISTORY = "history"
+"""Frame ``[user_id, item_id, ts]``: each user's last ``recent_items`` events."""
+COVISIT_TABLE = "covisit_table"
+"""Frame ``[item_id, other_item_id, weight]``: the co-visitation table."""
+MANIFEST = "features.json"
+ROW = "_row"
+ORDER = "_order"
+
+HISTORY_SCHEMA: dict[str, pl.DataType] = {USER_ID: pl.String(), ITEM_ID: pl.String(), TS: pl.Int64()}
+COVISIT_SCHEMA: dict[str, pl.DataType] = {
+    ITEM_ID: pl.String(),
+    "other_item_id": pl.String(),
+    "weight": pl.Float64(),
+}
+
+
+class FeatureInputError(ValueError):
+    """Rows, events or materialized files cannot be used; the message names the file, column or row."""
+
+
+def _require(frame: pl.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise FeatureInputError(
+            f"{what}: missing columns {', '.join(missing)} (has {', '.join(frame.columns)})"
+        )
+    for column in columns:
+        nulls = frame[column].is_null()
+        if nulls.any():
+            row = int(nulls.arg_true()[0])
+            raise FeatureInputError(f"{what}: row {row} has no {column}")
+
+
+def _events(interactions: pl.DataFrame, items: pl.DataFrame) -> pl.LazyFrame:
+    """Interactions in the canonical columns with the item's first category (not yet cut at as_of)."""
+    _require(interactions, (USER_ID, ITEM_ID, TS), "interactions")
+    columns = interactions.columns
+    categories = (
+        items.lazy().select(ITEM_ID, pl.col("categories").list.first().alias(CATEGORY)).unique(ITEM_ID)
+        if "categories" in items.columns
+        else items.lazy().select(ITEM_ID, pl.lit(None, pl.String).alias(CATEGORY))
+    )
+    return (
+        interactions.lazy()
+        .select(
+            pl.col(USER_ID).cast(pl.String),
+            pl.col(ITEM_ID).cast(pl.String),
+            pl.col(TS).cast(pl.Int64),
+            (pl.col("weight") if "weight" in columns else pl.lit(1.0)).cast(pl.Float64).alias("weight"),
+            (pl.col("rating") if "rating" in columns else pl.lit(None)).cast(pl.Float64).alias("rating"),
+        )
+        .join(categories, on=ITEM_ID, how="left")
+    )
+
+
+def _as_of(events: pl.LazyFrame, as_of: int, config: FeaturesConfig) -> pl.LazyFrame:
+    """The events before ``as_of`` with their age and decay weight (``2 ** (-age_days / half_life_days)``)."""
+    age = pl.lit(as_of, pl.Int64) - pl.col(TS)
+    return events.filter(pl.col(TS) < as_of).with_columns(
+        age.alias(AGE),
+        (2.0 ** (age.cast(pl.Float64) * (-1.0 / DAY / config.affinity_half_life_days))).alias(DECAY),
+        pl.lit(as_of, pl.Int64).alias(AS_OF),
+    )
+
+
+def view_state(view: FeatureView, events: pl.LazyFrame, items: pl.LazyFrame) -> pl.LazyFrame:
+    """The view's state: its aggregations over the past events (or the catalog) grouped by entity keys."""
+    source = items if view.source == "items" else events
+    if view.where is not None:
+        source = source.filter(view.where)
+    return source.group_by(*view.entity.keys).agg(*view.aggregations)
+
+
+def state_schema(view: FeatureView, config: FeaturesConfig) -> dict[str, pl.DataType]:
+    """Column dtypes of a view's state (from the plan of an empty input, nothing is computed)."""
+    empty_items = pl.DataFrame(schema={ITEM_ID: pl.String, "categories": pl.List(pl.String)})
+    empty_events = _as_of(_events(pl.DataFrame(schema=HISTORY_SCHEMA), empty_items.clear()), 0, config)
+    return dict(view_state(view, empty_events, empty_items.lazy()).collect_schema())
+
+
+def _materialize(
+    events: pl.LazyFrame,
+    items: pl.DataFrame,
+    as_of: int,
+    config: FeaturesConfig,
+    registry: Registry,
+    users: pl.Series | None = None,
+    item_ids: pl.Series | None = None,
+) -> dict[str, pl.DataFrame]:
+    past = _as_of(events, as_of, config)
+    catalog = items.lazy()
+    by_user, by_item = past, past
+    if users is not None:
+        by_user = past.filter(pl.col(USER_ID).is_in(users.implode()))
+    if item_ids is not None:
+        by_item = past.filter(pl.col(ITEM_ID).is_in(item_ids.implode()))
+        catalog = catalog.filter(pl.col(ITEM_ID).is_in(item_ids.implode()))
+    plans: dict[str, pl.LazyFrame] = {}
+    for view in registry.views.values():
+        if view.source == "covisit":
+            continue
+        keys = set(view.entity.keys)
+        scope = by_item if keys == {ITEM_ID} else by_user
+        if item_ids is not None and keys == {USER_ID, ITEM_ID}:
+            scope = scope.filter(pl.col(ITEM_ID).is_in(item_ids.implode()))
+        plans[view.name] = view_state(view, scope, catalog)
+    history = user_history(by_user, config.recent_items)
+    plans[HISTORY] = history
+    plans[COVISIT_TABLE] = covisitation_lazy(past, config, sources=history if users is not None else None)
+    return dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
+
+
+def materialize(
+    interactions: pl.DataFrame, items: pl.DataFrame, as_of: int, config: FeaturesConfig
+) -> dict[str, pl.DataFrame]:
+    """Every view's state, plus ``history`` and ``covisit_table``, from events with ``ts < as_of``."""
+    registry = build_registry(config)
+    return _materialize(_events(interactions, items), items, as_of, config, registry)
+
+
+def assemble(
+    rows: pl.DataFrame, frames: dict[str, pl.DataFrame], now: int, registry: Registry, features: list[Feature]
+) -> pl.DataFrame:
+    """``rows`` plus one Float64 column per feature, read from ``frames`` (state) at ``now``.
+
+    Missing state (no past events) gives each feature's ``fill``: 0 for counts, shares and
+    means, 1 for the trend, :data:`~feature_store.definitions.NEVER_DAYS` for days-since.
+    """
+    joined = rows.lazy().with_row_index(ORDER).with_columns(pl.lit(now, pl.Int64).alias(NOW))
+    for view in registry.views.values():
+        if view.source == "covisit":
+            scores = covisit_scores(frames[HISTORY].lazy(), frames[COVISIT_TABLE].lazy())
+            joined = joined.join(scores, on=[USER_ID, ITEM_ID], how="left")
+        else:
+            joined = joined.join(
+                frames[view.name].lazy(),
+                left_on=list(view.entity.row_keys),
+                right_on=list(view.entity.keys),
+                how="left",
+            )
+    values = [
+        feature.expr.cast(pl.Float64).fill_nan(None).fill_null(feature.fill).alias(feature.name)
+        for feature in features
+    ]
+    return joined.sort(ORDER).select(*rows.columns, *values).collect()
+
+
+def _check_rows(rows: pl.DataFrame) -> pl.DataFrame:
+    _require(rows, (USER_ID, ITEM_ID, TS), "rows")
+    reserved = [column for column in rows.columns if column in (ROW, ORDER, NOW)]
+    if reserved:
+        raise FeatureInputError(f"rows: reserved column names {', '.join(reserved)}")
+    return rows.with_columns(
+        pl.col(USER_ID).cast(pl.String), pl.col(ITEM_ID).cast(pl.String), pl.col(TS).cast(pl.Int64)
+    )
+
+
+def training_frame(
+    rows: pl.DataFrame,
+    interactions: pl.DataFrame,
+    items: pl.DataFrame,
+    config: FeaturesConfig,
+    feature_set: FeatureSet | None = None,
+) -> pl.DataFrame:
+    """``rows`` (any columns incl. user_id, item_id, ts) in the same order plus one Float64 column per
+    feature of ``feature_set`` (default: all), each computed from events with ``ts < row.ts``."""
+    registry = build_registry(config)
+    features = registry.resolve(feature_set or default_feature_set(config))
+    rows = _check_rows(rows)
+    if rows.is_empty():
+        return rows.with_columns(pl.lit(None, pl.Float64).alias(feature.name) for feature in features)
+    events = _events(interactions, items).collect().lazy()
+    indexed = rows.with_row_index(ROW)
+    parts = []
+    for (moment,), group in indexed.group_by(TS):
+        assert isinstance(moment, int)
+        frames = _materialize(
+            events,
+            items,
+            moment,
+            config,
+            registry,
+            users=group[USER_ID].unique(),
+            item_ids=group[ITEM_ID].unique(),
+        )
+        parts.append(assemble(group, frames, moment, registry, features))
+    return pl.concat(parts).sort(ROW).drop(ROW)
+
+
+def write_materialized(
+    frames: dict[str, pl.DataFrame], out_dir: str | Path, as_of: int | None = None
+) -> Path:
+    """Write each frame as ``<name>.parquet`` plus a manifest; the folder appears whole or not at all."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, frame in frames.items():
+            atomic_write_parquet(frame, tmp / f"{name}.parquet")
+        manifest = {"as_of": as_of, "frames": {name: frame.height for name, frame in frames.items()}}
+        atomic_write_json(tmp / MANIFEST, manifest)
+        if out.exists():
+            trash = out.parent / f".{out.name}.replaced"
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(out, trash)
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def read_materialized(folder: str | Path) -> dict[str, pl.DataFrame]:
+    """Frames written by :func:`write_materialized`; a missing or unreadable file is an error naming it."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        names = list(manifest["frames"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise FeatureInputError(f"{manifest_path}: not a materialized feature folder ({error})") from None
+    frames = {}
+    for name in names:
+        path = folder / f"{name}.parquet"
+        try:
+            frames[name] = pl.read_parquet(path)
+        except Exception as error:  # polars raises several unrelated types for unreadable files
+            raise FeatureInputError(f"{path}: unreadable materialized frame ({error})") from None
+    return frames
+
+
+def materialized_as_of(folder: str | Path) -> int | None:
+    """The ``as_of`` recorded by :func:`write_materialized`."""
+    value = json.loads((Path(folder) / MANIFEST).read_text()).get("as_of")
+    return None if value is None else int(value)
+
+
+def check_frames(frames: dict[str, pl.DataFrame], registry: Registry, config: FeaturesConfig) -> None:
+    """Every frame :func:`assemble` needs is there with the expected columns, else an error naming them."""
+    expected = {
+        name: state_schema(view, config) for name, view in registry.views.items() if view.source != "covisit"
+    }
+    expected[HISTORY] = HISTORY_SCHEMA
+    expected[COVISIT_TABLE] = COVISIT_SCHEMA
+    for name, schema in expected.items():
+        if name not in frames:
+            raise FeatureDefinitionError(f"materialized frames lack view {name!r} (have {', '.join(frames)})")
+        missing = [column for column in schema if column not in frames[name].columns]
+        if missing:
+            raise FeatureDefinitionError(f"materialized view {name!r} lacks columns {', '.join(missing)}")
