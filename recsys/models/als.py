@@ -11,24 +11,33 @@ from recsys.catalog import Histories, ItemCatalog
 from recsys.models.base import Scorer, history_matrix, interaction_matrix
 
 
+def _single_threaded_blas() -> Any:
+    """implicit parallelises itself and is many times slower on a multithreaded BLAS (and warns)."""
+    import implicit.cpu.als  # noqa: F401  # load its BLAS first: threadpool_limits only sees loaded libraries
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 class ALSScorer(Scorer):
     """Matrix factorisation whose user factors are solved from the history at score time.
 
     Only item factors are kept: ``score`` folds each history in with implicit's exact
     least-squares step (``recalculate_user``), so new users and fresh events need no
     refit. CPU implementation, fixed ``random_state``, ``threads`` BLAS/OpenMP threads.
-    Defaults (64 factors, regularization 0.05, alpha 2, 15 iterations) are the best of a
-    small grid on the dev dataset (per-user split).
+    Defaults (128 factors, regularization 10, alpha 1, 15 iterations) are the best of a grid
+    over factors {32, 64, 128} x regularization {0.05, 1, 10, 30, 100} x alpha {0.5..10} on the
+    dev dataset (per-user split): strong regularization matters most (NDCG@10 0.137 vs 0.10).
     """
 
     kind = "als"
 
     def __init__(
         self,
-        factors: int = 64,
-        regularization: float = 0.05,
+        factors: int = 128,
+        regularization: float = 10.0,
         iterations: int = 15,
-        alpha: float = 2.0,
+        alpha: float = 1.0,
         random_state: int = 42,
         threads: int = 1,
     ) -> None:
@@ -56,9 +65,7 @@ class ALSScorer(Scorer):
         )
 
     def fit(self, interactions: pl.DataFrame, catalog: ItemCatalog) -> Self:
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"):  # implicit is slow with multithreaded BLAS
+        with _single_threaded_blas():
             model = self._model()
             model.fit(interaction_matrix(interactions, catalog), show_progress=False)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
@@ -66,10 +73,8 @@ class ALSScorer(Scorer):
         return self
 
     def _score(self, histories: Histories) -> np.ndarray:
-        from threadpoolctl import threadpool_limits
-
         assert self.item_factors is not None and self.n_items is not None
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _single_threaded_blas():
             model = self._model()
             model.item_factors = self.item_factors
             user_factors = model.recalculate_user(

@@ -15,9 +15,9 @@ class EASEScorer(Scorer):
     """``B = I - P / diag(P)`` with ``P = (X^T X + lambda I)^-1`` on the binary user x item matrix.
 
     The inversion is cubic in items, so only the ``max_items`` most popular training items
-    take part; the others score ``-inf`` (never candidates from this scorer). The default
-    ``lambda_=500`` is the best of {100, 250, 500, 1000, 2000} on the dev dataset (MovieLens
-    small, per-user split).
+    take part; the others score ``-inf`` (never candidates from this scorer). Default
+    ``lambda_=500``: on the dev dataset (MovieLens small, per-user split) NDCG@10 is flat
+    from 100 to 500 (0.140) and falls slowly above (0.132 at 2000).
     """
 
     kind = "ease"

@@ -19,13 +19,14 @@ class ItemKNNScorer(Scorer):
     """``score(u, j) = sum over history items i of sim(i, j)``, keeping each item's top ``neighbors``.
 
     ``sim(i, j) = |U_i & U_j| / (sqrt(|U_i| |U_j|) + shrink)`` on binary user sets; the
-    shrink term damps similarities supported by few users. Defaults (``neighbors=100``,
-    ``shrink=10``) are the best of a small grid on the dev dataset (per-user split).
+    shrink term damps similarities supported by few users. Defaults (``neighbors=50``,
+    ``shrink=10``): on the dev dataset (per-user split) NDCG@10 is 0.125 for 20-50 neighbours
+    with shrink 10, 0.119 at 100 and 0.117 at 200.
     """
 
     kind = "itemknn"
 
-    def __init__(self, neighbors: int = 100, shrink: float = 10.0) -> None:
+    def __init__(self, neighbors: int = 50, shrink: float = 10.0) -> None:
         if neighbors <= 0 or shrink < 0:
             raise ValueError(f"neighbors must be positive and shrink >= 0, got {neighbors}, {shrink}")
         self.neighbors = neighbors

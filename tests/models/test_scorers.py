@@ -1,0 +1,208 @@
+"""One contract every Scorer must pass, plus known answers per model, on a tiny checkerboard dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.catalog import Histories, ItemCatalog
+from recsys.models import (
+    ALSScorer,
+    EASEScorer,
+    ItemKNNScorer,
+    NotFittedError,
+    PopularityScorer,
+    Scorer,
+    TextSimilarityScorer,
+    interaction_matrix,
+    load_scorer,
+)
+
+DAY = 86_400
+GROUP_A = [f"i{n}" for n in range(10)]
+GROUP_B = [f"i{n}" for n in range(10, 20)]
+
+
+def checkerboard() -> tuple[ItemCatalog, pl.DataFrame]:
+    """8 users read only group-A items, 14 users only group-B items: B is more popular overall,
+    so a model that ignores the history recommends B to everyone."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for group, n_users, items in (("a", 8, GROUP_A), ("b", 14, GROUP_B)):
+        for u in range(n_users):
+            for step, item in enumerate(rng.choice(items, size=6, replace=False)):
+                rows.append((f"{group}{u}", str(item), 1_000_000 + u * DAY + step * 60))
+    frame = pl.DataFrame(
+        rows, schema={"user_id": pl.String, "item_id": pl.String, "ts": pl.Int64}, orient="row"
+    )
+    return ItemCatalog(np.asarray(GROUP_A + GROUP_B, dtype=object)), frame
+
+
+def group_vectors() -> np.ndarray:
+    """Text vectors that separate the groups (what a content model would know)."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(scale=0.1, size=(20, 8))
+    vectors[:10, 0] += 1.0
+    vectors[10:, 1] += 1.0
+    return vectors.astype(np.float32)
+
+
+FACTORIES: dict[str, Callable[[], Scorer]] = {
+    "popularity": lambda: PopularityScorer(),
+    "popularity_recent": lambda: PopularityScorer(days=7),
+    "ease": lambda: EASEScorer(lambda_=10.0),
+    "itemknn": lambda: ItemKNNScorer(neighbors=5, shrink=1.0),
+    "als": lambda: ALSScorer(factors=4, regularization=0.1, iterations=10, alpha=1.0),
+    "text_similarity": lambda: TextSimilarityScorer(group_vectors(), half_life_events=2.0),
+}
+HISTORY_AWARE = [name for name in FACTORIES if not name.startswith("popularity")]
+
+
+def fitted(name: str) -> Scorer:
+    catalog, frame = checkerboard()
+    return FACTORIES[name]().fit(frame, catalog)
+
+
+def new_users(catalog: ItemCatalog) -> Histories:
+    """Users absent from fit: one with A items, one with B items, one with no history."""
+    items = [
+        catalog.indices(["i0", "i1", "i2"]),
+        catalog.indices(["i12", "i15"]),
+        np.zeros(0, dtype=np.int64),
+    ]
+    return Histories(
+        ["new_a", "new_b", "new_empty"], items, [np.arange(len(i), dtype=np.int64) for i in items]
+    )
+
+
+@pytest.fixture(params=list(FACTORIES))
+def name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_scores_are_float32_users_by_items(name: str) -> None:
+    catalog, _ = checkerboard()
+    scores = fitted(name).score(new_users(catalog))
+    assert scores.shape == (3, len(catalog))
+    assert scores.dtype == np.float32
+    assert not np.isnan(scores).any()
+
+
+def test_fitting_twice_gives_identical_scores(name: str) -> None:
+    catalog, _ = checkerboard()
+    first, second = fitted(name), fitted(name)
+    np.testing.assert_array_equal(first.score(new_users(catalog)), second.score(new_users(catalog)))
+
+
+def test_save_and_load_give_identical_scores(name: str, tmp_path: Path) -> None:
+    catalog, _ = checkerboard()
+    scorer = fitted(name)
+    scorer.save(tmp_path / name)
+    loaded = load_scorer(tmp_path / name)
+    assert type(loaded) is type(scorer)
+    assert loaded.params() == scorer.params()
+    np.testing.assert_array_equal(loaded.score(new_users(catalog)), scorer.score(new_users(catalog)))
+    assert type(scorer).load(tmp_path / name).params() == scorer.params()
+
+
+def test_unfitted_scorer_refuses_to_score_or_save(name: str, tmp_path: Path) -> None:
+    catalog, _ = checkerboard()
+    with pytest.raises(NotFittedError):
+        FACTORIES[name]().score(new_users(catalog))
+    with pytest.raises(NotFittedError):
+        FACTORIES[name]().save(tmp_path)
+
+
+def test_history_with_unknown_item_index_is_rejected(name: str) -> None:
+    bad = Histories(["u"], [np.asarray([25])], [np.asarray([0])])
+    with pytest.raises(ValueError, match=r"outside 0\.\.19"):
+        fitted(name).score(bad)
+
+
+@pytest.mark.parametrize("name", HISTORY_AWARE)
+def test_new_user_gets_items_from_their_own_group(name: str) -> None:
+    catalog, _ = checkerboard()
+    users = new_users(catalog)
+    scores = fitted(name).score(users)
+    for row, group in ((0, GROUP_A), (1, GROUP_B)):
+        scores[row, users.items[row]] = -np.inf  # the caller's job: mask seen items
+        best = catalog.ids[int(np.argmax(scores[row]))]
+        assert best in group, f"{name}: {users.user_ids[row]} got {best}"
+
+
+def test_popularity_ranks_by_event_counts_whatever_the_history() -> None:
+    catalog, frame = checkerboard()
+    counts = np.bincount(catalog.with_index(frame)["item_idx"].to_numpy(), minlength=len(catalog))
+    scores = fitted("popularity").score(new_users(catalog))
+    np.testing.assert_array_equal(scores[0], counts.astype(np.float32))
+    np.testing.assert_array_equal(scores[0], scores[2])
+
+
+def test_recent_popularity_counts_only_the_window_and_breaks_ties_by_all_time() -> None:
+    events = pl.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u3", "u4", "u5", "u6"],
+            "item_id": ["old", "old", "old", "new", "tie", "tie"],
+            "ts": [0, 0, 0, 100 * DAY, 99 * DAY, 10 * DAY],
+        }
+    )
+    catalog = ItemCatalog(np.asarray(["old", "new", "tie"], dtype=object))
+    empty = Histories(["x"], [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)])
+    recent = PopularityScorer(days=30).fit(events, catalog).score(empty)[0]
+    # in the last 30 days: new 1, tie 1 (all-time 2), old 0 (all-time 3)
+    assert list(np.argsort(-recent)) == [2, 1, 0]
+    all_time = PopularityScorer().fit(events, catalog).score(empty)[0]
+    assert list(np.argsort(-all_time)) == [0, 2, 1]
+
+
+def test_ease_scores_only_the_most_popular_items_when_capped() -> None:
+    catalog, frame = checkerboard()
+    scorer = EASEScorer(lambda_=10.0, max_items=5).fit(frame, catalog)
+    scores = scorer.score(new_users(catalog))
+    modelled = np.isfinite(scores[0])
+    assert modelled.sum() == 5
+    counts = np.bincount(catalog.with_index(frame)["item_idx"].to_numpy(), minlength=len(catalog))
+    assert counts[modelled].min() >= counts[~modelled].max()
+
+
+def test_ease_weights_match_the_closed_form() -> None:
+    catalog, frame = checkerboard()
+    scorer = EASEScorer(lambda_=10.0).fit(frame, catalog)
+    x = interaction_matrix(frame, catalog).toarray().astype(np.float64)
+    used = np.flatnonzero(x.sum(axis=0))  # items nobody read are not modelled
+    x = x[:, used]
+    precision = np.linalg.inv(x.T @ x + 10.0 * np.eye(len(used)))
+    expected = np.eye(len(used)) - precision / np.diag(precision)
+    assert scorer.weights is not None and scorer.model_items is not None
+    np.testing.assert_array_equal(scorer.model_items, used)
+    np.testing.assert_allclose(scorer.weights, expected, atol=1e-4)
+    assert np.all(np.diag(scorer.weights) == 0)
+
+
+def test_itemknn_keeps_at_most_the_requested_neighbours() -> None:
+    catalog, frame = checkerboard()
+    scorer = ItemKNNScorer(neighbors=3, shrink=0.0).fit(frame, catalog)
+    assert scorer.similarity is not None
+    assert np.diff(scorer.similarity.indptr).max() <= 3
+    assert scorer.similarity.diagonal().sum() == 0
+    assert scorer.similarity.max() <= 1.0 + 1e-6
+
+
+def test_text_similarity_needs_vectors_matching_the_catalog() -> None:
+    catalog, frame = checkerboard()
+    with pytest.raises(ValueError, match="needs item_vectors"):
+        TextSimilarityScorer().fit(frame, catalog)
+    with pytest.raises(ValueError, match="19 rows but the catalog has 20"):
+        TextSimilarityScorer(group_vectors()[:19]).fit(frame, catalog)
+
+
+def test_text_similarity_weights_recent_items_more() -> None:
+    vectors = np.eye(3, dtype=np.float32)
+    catalog = ItemCatalog(np.asarray(["x", "y", "z"], dtype=object))
+    scorer = TextSimilarityScorer(vectors, half_life_events=1.0).fit(pl.DataFrame(), catalog)
+    history = Histories(["u"], [np.asarray([0, 1])], [np.asarray([0, 1])])
+    np.testing.assert_allclose(scorer.score(history)[0], [1 / 3, 2 / 3, 0.0], rtol=1e-6)
