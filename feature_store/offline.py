@@ -295,3 +295,26 @@ def check_frames(frames: dict[str, pl.DataFrame], registry: Registry, config: Fe
         missing = [column for column in schema if column not in frames[name].columns]
         if missing:
             raise FeatureDefinitionError(f"materialized view {name!r} lacks columns {', '.join(missing)}")
+
+
+def explain_features(
+    interactions: pl.DataFrame,
+    items: pl.DataFrame,
+    user_id: str,
+    item_id: str | None,
+    as_of: int,
+    config: FeaturesConfig,
+) -> list[tuple[str, str, float, str]]:
+    """``(view, feature, value, description)`` for one user (and item) at ``as_of``, for people to read.
+
+    Without an item only the user's own features are listed.
+    """
+    registry = build_registry(config)
+    rows = pl.DataFrame({USER_ID: [user_id], ITEM_ID: [item_id or ""], TS: [as_of]})
+    values = training_frame(rows, interactions, items, config).row(0, named=True)
+    return [
+        (view.name, feature.name, float(values[feature.name]), feature.description)
+        for view in registry.views.values()
+        if item_id is not None or view.entity.keys == (USER_ID,)
+        for feature in view.features
+    ]

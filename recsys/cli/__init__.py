@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.cli import config, data
+from recsys.cli import config, data, features
 from recsys.cli.common import State
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -27,6 +27,7 @@ def _root(
 
 app.add_typer(config.app, name="config")
 app.add_typer(data.app, name="data")
+app.add_typer(features.app, name="features")
 
 
 def main() -> None:

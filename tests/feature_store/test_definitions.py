@@ -1,0 +1,62 @@
+"""Definitions as data: the registry refuses duplicates and dangling references, versions are stable."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from feature_store.definitions import (
+    ITEM,
+    USER,
+    Feature,
+    FeatureDefinitionError,
+    FeatureView,
+    Registry,
+    feature_columns,
+)
+from feature_store.repository import DEFAULT_FEATURE_SET, build_registry, default_feature_set
+from recsys.config import FeaturesConfig
+
+
+def view(name: str, feature: str, state: str = "n", reads: str | None = None) -> FeatureView:
+    return FeatureView(
+        name=name,
+        entity=USER if name.startswith("u") else ITEM,
+        aggregations=(pl.len().alias(state),),
+        features=(Feature(feature, pl.col(reads or state), 0.0, "test"),),
+    )
+
+
+def test_duplicates_and_unknown_references_are_named() -> None:
+    with pytest.raises(FeatureDefinitionError, match="duplicate feature view names: u1"):
+        Registry([view("u1", "a", "x"), view("u1", "b", "y")])
+    with pytest.raises(FeatureDefinitionError, match="duplicate feature names: a"):
+        Registry([view("u1", "a", "x"), view("i1", "a", "y")])
+    with pytest.raises(FeatureDefinitionError, match="duplicate state columns: x"):
+        Registry([view("u1", "a", "x"), view("i1", "b", "x")])
+    with pytest.raises(FeatureDefinitionError, match="feature 'b' reads unknown columns: typo"):
+        Registry([view("u1", "a", "x"), view("i1", "b", "y", reads="typo")])
+    registry = Registry([view("u1", "a", "x"), view("i1", "b", "y", reads="x")])  # cross-view reads are fine
+    with pytest.raises(FeatureDefinitionError, match="unknown feature view 'u2'; known: u1, i1"):
+        registry.view("u2")
+    with pytest.raises(FeatureDefinitionError, match="unknown features c, d"):
+        registry.feature_set("model", ["a", "c", "d"])
+    with pytest.raises(FeatureDefinitionError, match="duplicate features a"):
+        registry.feature_set("model", ["a", "a"])
+
+
+def test_feature_set_versions_are_stable_and_follow_definitions() -> None:
+    config = FeaturesConfig()
+    assert default_feature_set(config).version == DEFAULT_FEATURE_SET.version
+    assert feature_columns(DEFAULT_FEATURE_SET)[:4] == [
+        "item_events_1d",
+        "item_events_7d",
+        "item_events_30d",
+        "item_events_all",
+    ]
+    other_windows = default_feature_set(config.model_copy(update={"windows_days": [1, 7, 90]}))
+    assert other_windows.version != DEFAULT_FEATURE_SET.version
+    other_half_life = default_feature_set(config.model_copy(update={"affinity_half_life_days": 3.0}))
+    assert other_half_life.features == DEFAULT_FEATURE_SET.features
+    assert other_half_life.version != DEFAULT_FEATURE_SET.version
+    assert build_registry(config).feature_set("x", ["ui_count"]).version != DEFAULT_FEATURE_SET.version

@@ -1,0 +1,184 @@
+"""One contract suite for every online store backend (SQLite file, real redis-server)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from fs_logs import DAY, make_log
+from polars.testing import assert_frame_equal
+
+from feature_store.definitions import FeatureDefinitionError
+from feature_store.offline import HISTORY, FeatureInputError, materialize, training_frame
+from feature_store.online import (
+    OnlineStore,
+    OnlineStoreError,
+    Record,
+    SQLiteOnlineStore,
+    apply_events,
+    get_online_features,
+    get_user_history,
+    open_online_store,
+    push_materialized,
+)
+from recsys.config import FeaturesConfig, OnlineStoreConfig
+
+CONFIG = FeaturesConfig(
+    recent_items=4, covisit_max_gap=2, covisit_max_seconds=3 * DAY, covisit_top_per_item=3
+)
+USERS = ["u0", "u1", "u3", "nobody"]
+CANDIDATES = ["i1", "i2", "i3", "i4", "i5", "i6", "i7", "i0", "i8", "unknown"]
+
+StoreFactory = Callable[..., OnlineStore]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    opened: list[OnlineStore] = []
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+
+    def factory(config: FeaturesConfig = CONFIG) -> OnlineStore:
+        if request.param == "redis":
+            url = request.getfixturevalue("redis_url")
+            online = OnlineStoreConfig(backend="redis", redis_url=url, redis_prefix=prefix)
+        else:
+            online = OnlineStoreConfig(backend="sqlite", sqlite_path="online.sqlite")
+        store = open_online_store(config.model_copy(update={"online": online}), tmp_path)
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        store.close()
+
+
+def offline(log: pl.DataFrame, catalog: pl.DataFrame, user: str, moment: int) -> pl.DataFrame:
+    rows = pl.DataFrame({"user_id": user, "item_id": CANDIDATES, "ts": moment})
+    return training_frame(rows, log, catalog, CONFIG)
+
+
+def snapshot(store: OnlineStore, moment: int) -> list[pl.DataFrame]:
+    return [get_online_features(store, user, CANDIDATES, moment) for user in USERS]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_online_features_equal_training_frame_at_the_push_time(make_store: StoreFactory, seed: int) -> None:
+    catalog, log = make_log(seed)
+    as_of = int(log["ts"].quantile(0.6))  # type: ignore[arg-type]
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, as_of, CONFIG), as_of)
+    for user in USERS:
+        online = get_online_features(store, user, CANDIDATES, as_of)
+        assert_frame_equal(online, offline(log, catalog, user, as_of), check_exact=True)
+        past = log.filter((pl.col("user_id") == user) & (pl.col("ts") < as_of)).sort("ts", "item_id")
+        expected = list(past.select("item_id", "ts").tail(CONFIG.recent_items).iter_rows())
+        assert get_user_history(store, user) == expected
+
+
+def test_live_events_move_user_state_to_the_new_moment(make_store: StoreFactory) -> None:
+    catalog, log = make_log(3)
+    start, end = (int(log["ts"].quantile(q)) for q in (0.5, 0.8))  # type: ignore[arg-type]
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, start, CONFIG), start)
+    live = log.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    for batch in live.iter_slices(7):  # several batches, as a consumer would send them
+        apply_events(store, batch, catalog, CONFIG)
+
+    # Refreshed by events: everything user-side. Item state and the co-visitation table wait for the push,
+    # and events leave user time windows only then.
+    live_features = ["user_events_all", "user_days_since_last", "user_n_categories", "user_mean_rating"]
+    live_features += ["ui_seen", "ui_count", "ui_days_since", "user_category_affinity"]
+    for user in USERS:
+        online = get_online_features(store, user, CANDIDATES, end).select(live_features)
+        assert_frame_equal(online, offline(log, catalog, user, end).select(live_features), rtol=1e-9)
+        past = log.filter((pl.col("user_id") == user) & (pl.col("ts") < end)).sort("ts", "item_id")
+        assert get_user_history(store, user) == list(
+            past.select("item_id", "ts").tail(CONFIG.recent_items).iter_rows()
+        )
+
+
+def test_a_failing_batch_changes_nothing(make_store: StoreFactory) -> None:
+    catalog, log = make_log(4)
+    as_of = int(log["ts"].quantile(0.5))  # type: ignore[arg-type]
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, as_of, CONFIG), as_of)
+    before = snapshot(store, as_of + DAY)
+    new = log.filter(pl.col("ts") >= as_of).head(5)
+    one_bad_row = pl.concat([new.head(4), new.tail(1).with_columns(pl.lit(None, pl.String).alias("user_id"))])
+    with pytest.raises(FeatureInputError, match="row 4 has no user_id"):
+        apply_events(store, one_bad_row, catalog, CONFIG)
+    too_old = pl.concat([new.head(4), log.filter(pl.col("ts") < as_of).head(1)])
+    with pytest.raises(FeatureInputError, match="before the last push"):
+        apply_events(store, too_old, catalog, CONFIG)
+    good = Record(
+        "user_item", ("u0", "i1"), {"user_id": "u0", "item_id": "i1", "ui_n": 99, "ui_last_ts": as_of}, as_of
+    )
+    with pytest.raises(FeatureDefinitionError, match="unknown view 'nope'"):
+        store.write_batch([good, Record("nope", ("u0",), {}, as_of)])
+    with pytest.raises(FeatureInputError, match="not storable"):
+        store.write_batch([good, Record("user", ("u0",), {"user_n_all": float("nan")}, as_of)])
+    for was, now in zip(before, snapshot(store, as_of + DAY), strict=True):
+        assert_frame_equal(now, was, check_exact=True)
+    assert store.write_batch([good]) == 1  # the same good record alone goes through
+    assert get_online_features(store, "u0", ["i1"], as_of)["ui_count"].item() == 99
+
+
+def test_wrong_keys_and_unknown_names_are_named(make_store: StoreFactory) -> None:
+    store = make_store()
+    with pytest.raises(FeatureDefinitionError, match=r"key \('u1',\) does not match entity keys"):
+        store.read_many("user_item", [("u1",)])
+    with pytest.raises(FeatureDefinitionError, match="unknown view 'users'"):
+        store.read_many("users", [("u1",)])
+    catalog, log = make_log(1)
+    frames = materialize(log, catalog, int(log["ts"].max()) + 1, CONFIG)  # type: ignore[arg-type]
+    with pytest.raises(FeatureDefinitionError, match="materialized view 'user' lacks columns user_n_all"):
+        push_materialized(store, {**frames, "user": frames["user"].drop("user_n_all")}, 1)
+    with pytest.raises(FeatureDefinitionError, match="lack view 'history'"):
+        push_materialized(store, {name: frame for name, frame in frames.items() if name != HISTORY}, 1)
+
+
+def test_push_replaces_everything_and_stale_definitions_are_refused(make_store: StoreFactory) -> None:
+    catalog, log = make_log(5)
+    late, early = int(log["ts"].max()) + 1, int(log["ts"].min()) + 1  # type: ignore[arg-type]
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, late, CONFIG), late)
+    assert get_user_history(store, "u1")
+    push_materialized(store, materialize(log, catalog, early, CONFIG), early)
+    assert_frame_equal(
+        get_online_features(store, "u1", CANDIDATES, early), offline(log, catalog, "u1", early)
+    )
+    assert store.read_meta()["as_of"] == str(early)
+    other = make_store(CONFIG.model_copy(update={"windows_days": [2, 14]}))
+    with pytest.raises(OnlineStoreError, match="push a fresh materialization"):
+        get_online_features(other, "u1", ["i1"], late)
+
+
+def test_expire_drops_state_not_refreshed_within_the_ttl(make_store: StoreFactory) -> None:
+    catalog, log = make_log(6)
+    as_of = int(log["ts"].quantile(0.5))  # type: ignore[arg-type]
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, as_of, CONFIG), as_of)
+    fresh = as_of + 40 * DAY
+    event = pl.DataFrame({"user_id": ["u2"], "item_id": ["i3"], "ts": [fresh]})
+    apply_events(store, event, catalog, CONFIG)
+    assert store.expire(as_of + 10 * DAY) == 0
+    assert store.expire(fresh) > 0  # everything pushed is 40 days old, the ttl is 30
+    assert get_user_history(store, "u1") == []
+    assert get_user_history(store, "u2")[-1] == ("i3", fresh)  # refreshed by the event: kept whole
+    assert store.read_many("user_item", [("u2", "i3"), ("u1", "i3")])[1] is None
+
+
+def test_corrupt_sqlite_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "online.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(OnlineStoreError, match=r"online\.sqlite: unreadable or corrupt"):
+        SQLiteOnlineStore(CONFIG, path)
+
+
+def test_unreachable_redis_is_named() -> None:
+    online = OnlineStoreConfig(backend="redis", redis_url="redis://127.0.0.1:1/0")
+    with pytest.raises(OnlineStoreError, match="unreachable"):
+        open_online_store(CONFIG.model_copy(update={"online": online}), ".")
