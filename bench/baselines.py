@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from rich.console import Console
 
 from recsys.catalog import ItemCatalog
 from recsys.console import console, out
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="folder for baselines_<protocol>.json")
     args = parser.parse_args()
 
+    wide = Console(width=max(out.width, 170))  # a dozen metric columns: never truncate them when piped
     started = time.perf_counter()
     dataset = load_dataset(args.data)
     catalog = ItemCatalog.from_items(dataset.items)
@@ -80,11 +82,11 @@ def main() -> None:
             f"{len(split.histories):,} test users" + (f", cutoff ts {split.cutoff}" if split.cutoff else "")
         )
         results = run_baselines(split, args.baselines, item_vectors=vectors)
-        out.print(
+        wide.print(
             metrics_table(results, title=f"{protocol}: all test users (full ranking, seen items excluded)")
         )
-        out.print(slice_table(results, "ndcg@10", title=f"{protocol}: NDCG@10 by slice"))
-        out.print(slice_table(results, "recall@100", title=f"{protocol}: Recall@100 by slice"))
+        wide.print(slice_table(results, "ndcg@10", title=f"{protocol}: NDCG@10 by slice"))
+        wide.print(slice_table(results, "recall@100", title=f"{protocol}: Recall@100 by slice"))
         if args.out is not None:
             meta = {"data": str(args.data), "protocol": protocol, "cutoff": split.cutoff}
             write_report(results, args.out / f"baselines_{protocol}.json", meta=meta)
