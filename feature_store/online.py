@@ -82,6 +82,13 @@ class OnlineStore(ABC):
             name: view.entity.keys for name, view in self.registry.views.items() if view.source != "covisit"
         }
         self.keys.update(STORED_TABLES)
+        self.schemas: dict[str, dict[str, pl.DataType]] = {
+            name: state_schema(view, config)
+            for name, view in self.registry.views.items()
+            if view.source != "covisit"
+        }
+        self.schemas[HISTORY] = {ITEM_ID: pl.List(pl.String()), TS: pl.List(pl.Int64())}
+        self.schemas[COVISIT_TABLE] = {"other_item_id": pl.List(pl.String()), "weight": pl.List(pl.Float64())}
         self.definitions_version = default_feature_set(config).version
 
     # -- the contract ----------------------------------------------------------------
@@ -147,6 +154,13 @@ class OnlineStore(ABC):
 
     def _serialize(self, record: Record) -> Row:
         key = self._encode_key(record.view, record.key)
+        expected = set(self.schemas[record.view]) - set(self.keys[record.view])
+        given = set(record.values) - set(self.keys[record.view])
+        if given != expected:
+            raise FeatureInputError(
+                f"view {record.view!r} key {record.key!r}: unknown columns {sorted(given - expected)}, "
+                f"missing columns {sorted(expected - given)}"
+            )
         try:
             value = json.dumps(dict(record.values), allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError) as error:
@@ -412,7 +426,7 @@ def get_online_features(
     for name, view in registry.views.items():
         if view.source == "covisit":
             continue
-        schema = state_schema(view, store.config)
+        schema = store.schemas[name]
         keys: list[tuple[str, ...]]
         if view.entity.keys == (ITEM_ID,):
             keys = [(item,) for item in unique_items]

@@ -81,6 +81,16 @@ def test_online_features_equal_training_frame_at_the_push_time(make_store: Store
 def test_live_events_move_user_state_to_the_new_moment(make_store: StoreFactory) -> None:
     catalog, log = make_log(3)
     start, end = (int(log["ts"].quantile(q)) for q in (0.5, 0.8))  # type: ignore[arg-type]
+    newcomer = (
+        pl.DataFrame(  # first events ever, in two categories (i1: chess, i3: jazz) and one without (i0)
+            {
+                "user_id": "newbie",
+                "item_id": ["i1", "i3", "i0", "i1"],
+                "ts": [start + 60 * k for k in range(4)],
+            }
+        ).with_columns(rating=pl.Series([4.0, None, 2.0, None]), weight=1.0, event=pl.lit("view"))
+    )
+    log = pl.concat([log, newcomer.select(log.columns)]).sort("ts")
     store = make_store()
     push_materialized(store, materialize(log, catalog, start, CONFIG), start)
     live = log.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
@@ -91,7 +101,7 @@ def test_live_events_move_user_state_to_the_new_moment(make_store: StoreFactory)
     # and events leave user time windows only then.
     live_features = ["user_events_all", "user_days_since_last", "user_n_categories", "user_mean_rating"]
     live_features += ["ui_seen", "ui_count", "ui_days_since", "user_category_affinity"]
-    for user in USERS:
+    for user in [*USERS, "newbie"]:
         online = get_online_features(store, user, CANDIDATES, end).select(live_features)
         assert_frame_equal(online, offline(log, catalog, user, end).select(live_features), rtol=1e-9)
         past = log.filter((pl.col("user_id") == user) & (pl.col("ts") < end)).sort("ts", "item_id")
@@ -118,8 +128,14 @@ def test_a_failing_batch_changes_nothing(make_store: StoreFactory) -> None:
     )
     with pytest.raises(FeatureDefinitionError, match="unknown view 'nope'"):
         store.write_batch([good, Record("nope", ("u0",), {}, as_of)])
+    with pytest.raises(
+        FeatureInputError, match=r"unknown columns \['n'\], missing columns \['ui_last_ts', 'ui_n'\]"
+    ):
+        store.write_batch([good, Record("user_item", ("u0", "i2"), {"n": 1}, as_of)])
     with pytest.raises(FeatureInputError, match="not storable"):
-        store.write_batch([good, Record("user", ("u0",), {"user_n_all": float("nan")}, as_of)])
+        store.write_batch(
+            [good, Record("user_item", ("u0", "i2"), {**good.values, "ui_n": float("nan")}, as_of)]
+        )
     for was, now in zip(before, snapshot(store, as_of + DAY), strict=True):
         assert_frame_equal(now, was, check_exact=True)
     assert store.write_batch([good]) == 1  # the same good record alone goes through
