@@ -40,5 +40,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check recsys feature_store serving dags tests bench
 	$(BIN)/mypy
 
+## Local Airflow (UI/API on :8080, state in .airflow/) running dags/recsys_nightly.py; docs/airflow.md.
+airflow: $(STAMP)
+	VENV=$(abspath $(VENV)) scripts/airflow-standalone.sh
+
 clean:
 	rm -rf $(VENV) runs demo-data quarantine .airflow
