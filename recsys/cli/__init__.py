@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.cli import config, data, features
+from recsys.cli import config, data, embed, encoder, features, index, pipeline, runs
 from recsys.cli.common import State
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -28,6 +28,12 @@ def _root(
 app.add_typer(config.app, name="config")
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
+app.add_typer(runs.app, name="runs")
+app.add_typer(encoder.app, name="encoder")
+app.command("embed")(embed.embed)
+app.add_typer(index.app, name="index")
+app.command("similar")(index.similar)
+pipeline.register(app)
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from recsys.retrieval.base import CandidateSource
 
 
 def source_columns(names: Sequence[str]) -> list[str]:
-    """Feature columns the blend adds: ``<source>_score`` and ``<source>_rank`` per source."""
-    return [f"{name}_{kind}" for name in names for kind in ("score", "rank")]
+    """Feature columns the blend adds: ``cand_<source>_score`` and ``cand_<source>_rank`` per source."""
+    return [f"cand_{name}_{kind}" for name in names for kind in ("score", "rank")]
 
 
 def blend(
@@ -36,20 +36,20 @@ def blend(
         frame = source.candidates(histories, per_source_k)
         if allowed_idx is not None:
             frame = frame.filter(pl.col("item_idx").is_in(allowed_idx.implode()))
-        frame = frame.rename({"score": f"{source.name}_score", "rank": f"{source.name}_rank"})
+        frame = frame.rename({"score": f"cand_{source.name}_score", "rank": f"cand_{source.name}_rank"})
         merged = (
             frame
             if merged is None
             else merged.join(frame, on=["user_id", "item_idx"], how="full", coalesce=True)
         )
     assert merged is not None, "at least one candidate source is required"
-    rank_columns = [f"{source.name}_rank" for source in sources]
+    rank_columns = [f"cand_{source.name}_rank" for source in sources]
     names = [source.name for source in sources]
     return (
         merged.with_columns(
             pl.min_horizontal(rank_columns).alias("_best"),
             pl.concat_list(
-                [pl.when(pl.col(f"{name}_rank").is_not_null()).then(pl.lit(name)) for name in names]
+                [pl.when(pl.col(f"cand_{name}_rank").is_not_null()).then(pl.lit(name)) for name in names]
             )
             .list.drop_nulls()
             .alias("sources"),

@@ -62,9 +62,9 @@ def test_blend_keeps_every_sources_rank_and_score() -> None:
     assert set(source_columns(["x", "y"])) <= set(frame.columns)
     by_item = {row["item_idx"]: row for row in frame.iter_rows(named=True)}
     assert sorted(by_item) == [0, 1, 2, 3]
-    assert by_item[2]["x_rank"] == 3 and by_item[2]["y_rank"] == 1
+    assert by_item[2]["cand_x_rank"] == 3 and by_item[2]["cand_y_rank"] == 1
     assert by_item[2]["sources"] == ["x", "y"]
-    assert by_item[0]["y_rank"] is None and by_item[0]["sources"] == ["x"]
+    assert by_item[0]["cand_y_rank"] is None and by_item[0]["sources"] == ["x"]
 
 
 def test_blend_caps_by_best_rank_and_applies_filters() -> None:

@@ -1,0 +1,119 @@
+"""The pipeline's evaluation stage: recsys, each candidate source and every baseline on one split.
+
+Everything is evaluated in the same process on the same :class:`EvalSplit` with the same
+metric code (:func:`evaluate_topk`), full ranking over the catalog minus seen items.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+from rich.console import Group
+
+from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
+from recsys.evaluation.report import metrics_table, slice_table, write_report
+from recsys.recommend import top_k
+
+if TYPE_CHECKING:
+    from recsys.pipeline import RunContext
+    from recsys.recommend import Recommender
+
+Results = dict[str, dict[str, dict[str, float]]]
+
+
+def topk_matrix(frame: pl.DataFrame, user_ids: list[str], k: int, rank: str = "rank") -> np.ndarray:
+    """Item indices per user (best first, -1 padded) from a long (user_id, item_idx, rank) frame."""
+    out = np.full((len(user_ids), k), -1, dtype=np.int64)
+    row_of = {user: row for row, user in enumerate(user_ids)}
+    kept = frame.filter(pl.col(rank) <= k)
+    rows = np.asarray([row_of[user] for user in kept["user_id"].to_list()], dtype=np.int64)
+    if len(rows):
+        out[rows, kept[rank].to_numpy().astype(np.int64) - 1] = kept["item_idx"].to_numpy()
+    return out
+
+
+def candidate_recall(candidates: pl.DataFrame, split: EvalSplit) -> float:
+    """Share of test items found anywhere in the blended candidate set (the ranker's ceiling)."""
+    found = candidates.group_by("user_id").agg(pl.col("item_idx"))
+    by_user = {user: set(items) for user, items in found.iter_rows()}
+    hits = [
+        len(by_user.get(user, set()) & set(truth.tolist())) / len(truth)
+        for user, truth in zip(split.histories.user_ids, split.test_items, strict=True)
+    ]
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def evaluate_recommender(
+    recommender: Recommender, split: EvalSplit, ks: list[int]
+) -> tuple[Results, dict[str, Any]]:
+    """recsys and each of its candidate sources alone, plus the candidate union's recall."""
+    from recsys.pipeline import snap_down
+
+    users = split.histories.user_ids
+    first_test = split.test.group_by("user_id").agg(pl.col("ts").min())
+    first = dict(zip(first_test["user_id"].to_list(), first_test["ts"].to_list(), strict=True))
+    as_of = dict(zip(users, snap_down(np.asarray([first[user] for user in users])).tolist(), strict=True))
+    k = max(ks)
+    scored = recommender.scored_candidates(split.histories, as_of)
+    results: Results = {"recsys": evaluate_topk(topk_matrix(top_k(scored, k), users, k), split, ks)}
+    for source in recommender.sources:
+        frame = source.candidates(split.histories, k)
+        results[f"source:{source.name}"] = evaluate_topk(topk_matrix(frame, users, k), split, ks)
+    return results, {
+        "candidates_recall": candidate_recall(scored, split),
+        "candidates_per_user": scored.height / len(users),
+    }
+
+
+def pretrained_vectors(ctx: RunContext) -> np.ndarray:
+    """Catalog vectors from the *base* encoder (the pretrained-text baseline)."""
+    from recsys.embeddings import encode_items
+    from recsys.encoder.model import load_encoder
+    from recsys.pipeline import read_items
+
+    model = load_encoder(ctx.config.encoder.base_model)
+    return encode_items(model, read_items(ctx), ctx.config.embeddings).vectors
+
+
+class EvaluationReport:
+    def __init__(self, results: Results, extra: dict[str, Any]) -> None:
+        self.results = results
+        self.extra = extra
+
+    def table(self) -> Group:
+        return Group(metrics_table(self.results, title="full ranking, test split"), slice_table(self.results))
+
+
+def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
+    from recsys.catalog import ItemCatalog
+    from recsys.pipeline import candidate_recommender, read_events, read_items
+    from recsys.ranking.ranker import Ranker
+
+    config = ctx.config
+    ks = sorted(config.evaluation.ks)
+    catalog = ItemCatalog.from_items(read_items(ctx))
+    split = make_split(
+        read_events(ctx),
+        catalog,
+        config.split.protocol,
+        config.split.test_share,
+        config.split.min_user_events,
+        config.evaluation.max_users,
+    )
+    recommender = candidate_recommender(ctx, "eval", Ranker.load(ctx.path("ranker")))
+    results, extra = evaluate_recommender(recommender, split, ks)
+    names = list(config.evaluation.baselines)
+    vectors = pretrained_vectors(ctx) if "pretrained_text" in names else None
+    results.update(run_baselines(split, names, vectors, ks, config.retrieval.popular_days))
+    extra.update(
+        {"protocol": split.protocol, "test_users": len(split.histories), "test_events": split.test.height}
+    )
+    write_report(results, out / "report.json", meta=extra)
+    (out / "summary.json").write_text(
+        json.dumps({**extra, "recsys": results["recsys"]["all"]}, indent=2) + "\n"
+    )
+    return EvaluationReport(results, extra)

@@ -1,0 +1,91 @@
+"""Fit, save and load the configured candidate sources as one unit (a folder per source)."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from recsys.catalog import ItemCatalog
+from recsys.config import Config
+from recsys.embeddings import user_vectors_from_context, user_vectors_from_history
+from recsys.index import ANNIndex
+from recsys.models.base import load_scorer
+from recsys.models.ease import EASEScorer
+from recsys.models.popularity import PopularityScorer
+from recsys.retrieval.base import CandidateSource
+from recsys.retrieval.covisit import CovisitSource
+from recsys.retrieval.scorer_source import ScorerSource
+from recsys.retrieval.semantic import SemanticSource, UserVectors
+
+KNOWN_SOURCES = ("semantic", "covisit", "popular", "ease")
+COVISIT_FILE = "covisit.parquet"
+
+
+def _check(names: list[str]) -> None:
+    unknown = sorted(set(names) - set(KNOWN_SOURCES))
+    if unknown:
+        raise ValueError(f"retrieval.sources: unknown source(s) {unknown}; known: {list(KNOWN_SOURCES)}")
+
+
+def fit_sources(config: Config, events: pl.DataFrame, catalog: ItemCatalog, out_dir: Path) -> None:
+    """Fit every history-independent model the sources need on ``events`` and save it under ``out_dir``."""
+    from feature_store.covisit import covisitation
+
+    names = config.retrieval.sources
+    _check(names)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if "covisit" in names:
+        covisitation(events, config.features).write_parquet(out_dir / COVISIT_FILE)
+    if "popular" in names:
+        PopularityScorer(days=config.retrieval.popular_days).fit(events, catalog).save(out_dir / "popular")
+    if "ease" in names:
+        scorer = EASEScorer(lambda_=config.retrieval.ease_lambda, max_items=config.retrieval.ease_max_items)
+        scorer.fit(events, catalog).save(out_dir / "ease")
+
+
+def user_vector_fn(
+    config: Config, item_vectors: np.ndarray, items: pl.DataFrame, encoder_dir: Path
+) -> UserVectors:
+    """History mean of item vectors (fast, no model at serving), or the encoded user context."""
+    if config.retrieval.user_vector == "history_mean":
+        return partial(
+            user_vectors_from_history,
+            item_vectors,
+            half_life_events=config.retrieval.history_half_life_events,
+        )
+    from recsys.encoder.model import load_encoder
+
+    model = load_encoder(str(encoder_dir))
+    return partial(
+        user_vectors_from_context,
+        model,
+        items,
+        encoder_config=config.encoder,
+        embeddings_config=config.embeddings,
+    )
+
+
+def load_sources(
+    config: Config,
+    folder: Path,
+    catalog: ItemCatalog,
+    index: ANNIndex,
+    user_vectors: UserVectors,
+) -> list[CandidateSource]:
+    """The configured sources, in config order, from a folder written by :func:`fit_sources`."""
+    names = config.retrieval.sources
+    _check(names)
+    exclude = config.retrieval.exclude_seen
+    sources: list[CandidateSource] = []
+    for name in names:
+        if name == "semantic":
+            sources.append(SemanticSource(index, user_vectors, exclude_seen=exclude))
+        elif name == "covisit":
+            table = pl.read_parquet(folder / COVISIT_FILE)
+            sources.append(CovisitSource(table, catalog, config.features.recent_items, exclude_seen=exclude))
+        else:
+            sources.append(ScorerSource(load_scorer(folder / name), name=name, exclude_seen=exclude))
+    return sources
