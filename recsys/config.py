@@ -77,9 +77,12 @@ class EncoderConfig(Section):
     max_pairs: int = Field(20000, ge=1)
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(64, ge=2)
-    learning_rate: float = Field(5e-5, gt=0)
-    max_seq_length: int = Field(128, ge=8)
-    time_budget_s: float | None = Field(240.0, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
+    """High for a sentence encoder: CPU budgets allow only a few hundred steps."""
+    max_seq_length: int = Field(64, ge=8)
+    """Titles and the first sentence or two: enough to learn from, cheap on CPU."""
+    time_budget_s: float | None = Field(180.0, gt=0)
+    """Wall-clock limit of the training loop (a last evaluation follows); None: no limit."""
     hard_negatives: bool = False
     eval_share: float = Field(0.1, gt=0.0, lt=0.5)
     """Last share of the training events' time range used by the retrieval evaluator."""
