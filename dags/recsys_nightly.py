@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from recsys.config import Config, load_config
 
@@ -97,9 +97,14 @@ def _stage_task(name: str) -> Any:
     @task(task_id=name, doc_md=f"Runs `recsys.pipeline.{name}` (skipped when its output exists).")
     def run_stage(run: RunInfo) -> RunInfo:
         from recsys import pipeline
+        from recsys.data import DataValidationError
+        from recsys.data.readers import DataFileError
 
         ctx = _context(run)
-        output = getattr(pipeline, name)(ctx, force=run["force"])
+        try:
+            output = getattr(pipeline, name)(ctx, force=run["force"])
+        except (DataValidationError, DataFileError) as error:  # bad input: retrying cannot help
+            raise AirflowFailException(str(error)) from error
         return {**run, "timings": {**run["timings"], **ctx.timings}, "output": str(output)}
 
     return run_stage

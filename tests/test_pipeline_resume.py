@@ -1,0 +1,163 @@
+"""The real pipeline on a tiny demo: a stage killed mid-write, resume, re-runs, the quality gate, rollback.
+
+One module fixture runs the pipeline in a subprocess, SIGKILLs it while the encoder stage is
+writing, then resumes in-process to a published run; the tests below build on that run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from recsys.artifacts import CURRENT, STAGING, RunStore, run_id_for
+from recsys.cli import app
+from recsys.config import Config, load_config
+from recsys.data.demo import DemoSpec, write_demo
+from recsys.pipeline import STAGES, RunContext, publish, run_pipeline
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+TINY_CONFIG = Path(__file__).parent / "dags" / "tiny_config.yaml"
+NIGHT = datetime(2026, 1, 3, 2, 0, tzinfo=UTC)
+
+
+@dataclass
+class Resumed:
+    config: Config
+    data: Path
+    runs: Path
+    run_id: str
+    done_before_kill: list[str]
+    leftovers_after_kill: list[str]
+    visible_runs_after_kill: list[str]
+    resumed_timings: dict[str, float]
+
+
+def _kill_during(stage: str, config_path: Path, data: Path, runs: Path, run_id: str) -> None:
+    """Run the pipeline in a subprocess and SIGKILL it once ``stage`` has started writing its output."""
+    code = f"""
+        from pathlib import Path
+        from recsys.config import load_config
+        from recsys.pipeline import RunContext, run_pipeline
+        config = load_config({str(config_path)!r}, environ={{}})
+        run_pipeline(RunContext.create(config, Path({str(data)!r}), Path({str(runs)!r}), {run_id!r}))
+    """
+    log = runs.parent / "killed-run.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code)], stdout=sink, stderr=sink, start_new_session=True
+        )
+    staging = runs / STAGING / run_id
+    deadline = time.monotonic() + 600
+    while not list(staging.glob(f".{stage}.*")):
+        assert process.poll() is None, f"pipeline ended before {stage} started:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"{stage} never started"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole session this test started: no orphaned workers
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory: pytest.TempPathFactory) -> Resumed:
+    root = tmp_path_factory.mktemp("pipeline")
+    data, runs = root / "data", root / "runs"
+    write_demo(data, DemoSpec(users=120, items=150, events=3000, seed=11))
+    config = load_config(TINY_CONFIG, environ={})
+    run_id = run_id_for(NIGHT)
+    _kill_during("encoder", TINY_CONFIG, data, runs, run_id)
+
+    store = RunStore(runs)
+    done = sorted(stage for stage in STAGES if store.stage_done(run_id, stage) is not None)
+    leftovers = sorted(path.name for path in store.staging_dir(run_id).glob(".*"))
+    visible = [run["run_id"] for run in store.list_runs()]
+
+    ctx = RunContext(config, store, run_id, data)
+    run_pipeline(ctx)
+    return Resumed(config, data, runs, run_id, done, leftovers, visible, dict(ctx.timings))
+
+
+def test_killed_stage_leaves_no_visible_run_and_resume_skips_finished_stages(resumed: Resumed) -> None:
+    assert resumed.done_before_kill == ["data", "features", "split"]
+    assert [name.split(".")[1] for name in resumed.leftovers_after_kill] == ["encoder"]  # only a temp folder
+    assert resumed.visible_runs_after_kill == []
+    # the resumed run computed the killed stage and those after it, and skipped the finished ones
+    assert list(resumed.resumed_timings) == list(STAGES[3:])
+
+
+def test_resumed_run_is_published_whole_and_promoted(resumed: Resumed) -> None:
+    store = RunStore(resumed.runs)
+    run_dir = store.run_dir(resumed.run_id)
+    assert store.current() == resumed.run_id
+    assert store.manifest(resumed.run_id)["status"] == "promoted"
+    assert sorted(path.name for path in run_dir.iterdir()) == sorted([*STAGES, "manifest.json"])
+    assert not any(path.name.startswith(".") for path in run_dir.rglob("*"))  # no temp folder was published
+    assert list((resumed.runs / STAGING).iterdir()) == []
+
+
+def _copy_as_new_run(resumed: Resumed, run_id: str, ndcg_factor: float) -> RunContext:
+    """Stage a new run from the published one's stage outputs, with its NDCG@10 scaled (a known verdict)."""
+    store = RunStore(resumed.runs)
+    for stage in STAGES:
+        shutil.copytree(store.run_dir(resumed.run_id) / stage, store.staging_dir(run_id) / stage)
+    report_path = store.staging_dir(run_id) / "evaluation" / "report.json"
+    report = json.loads(report_path.read_text())
+    report["recsys"]["ndcg@10"] *= ndcg_factor
+    report_path.write_text(json.dumps(report))
+    return RunContext(resumed.config, store, run_id, resumed.data)
+
+
+def test_regressing_run_is_rejected_and_current_run_stays(resumed: Resumed) -> None:
+    store = RunStore(resumed.runs)
+    worse = run_id_for(NIGHT + timedelta(days=1))
+    run_dir, promoted, reason = publish(_copy_as_new_run(resumed, worse, ndcg_factor=0.5))
+
+    assert not promoted and "NDCG@10" in reason
+    assert run_dir == store.run_dir(worse)
+    manifest = store.manifest(worse)
+    assert manifest["status"] == "rejected"
+    assert manifest["rejected_reason"] == reason
+    assert manifest["parent_run"] == resumed.run_id
+    assert store.current() == resumed.run_id
+    assert (resumed.runs / CURRENT).read_text() == f"{resumed.run_id}\n"
+
+
+def test_better_run_is_promoted_and_cli_rollback_restores_previous(resumed: Resumed) -> None:
+    store = RunStore(resumed.runs)
+    before = store.current()
+    better = run_id_for(NIGHT + timedelta(days=2))
+    _, promoted, _ = publish(_copy_as_new_run(resumed, better, ndcg_factor=1.5))
+    assert promoted and store.current() == better
+
+    result = CliRunner().invoke(app, ["runs", "rollback", "--runs", str(resumed.runs)])
+    assert result.exit_code == 0, result.output
+    assert store.current() == before
+    assert store.manifest(better)["status"] == "rolled_back"
+
+
+def test_rerunning_the_same_date_rewrites_the_same_run(resumed: Resumed) -> None:
+    store = RunStore(resumed.runs)
+    root_before = sorted(path.name for path in resumed.runs.iterdir())
+    runs_before = [run["run_id"] for run in store.list_runs()]
+
+    ctx = RunContext(resumed.config, store, run_id_for(NIGHT), resumed.data)
+    run_dir, _, _ = run_pipeline(ctx)
+
+    assert ctx.run_id == resumed.run_id and run_dir == store.run_dir(resumed.run_id)
+    assert list(ctx.timings) == list(STAGES)  # nothing staged any more: every stage ran again
+    assert [run["run_id"] for run in store.list_runs()] == runs_before
+    assert sorted(path.name for path in resumed.runs.iterdir()) == root_before  # no second copy
+    assert sorted(path.name for path in run_dir.iterdir()) == sorted([*STAGES, "manifest.json"])
+    assert list((resumed.runs / STAGING).iterdir()) == []
