@@ -28,7 +28,9 @@ DEFAULT_DATA = Path("/work/shared/datasets/movielens_small_tmdb")
 K = 100
 
 
-def recall_and_ndcg(candidates: pl.DataFrame, truth: dict[str, set[int]], users: list[str]) -> tuple[float, float]:
+def recall_and_ndcg(
+    candidates: pl.DataFrame, truth: dict[str, set[int]], users: list[str]
+) -> tuple[float, float]:
     by_user = {u: idx for u, idx in candidates.sort("rank").group_by("user_id").agg("item_idx").iter_rows()}
     recalls, ndcgs = [], []
     for user in users:
@@ -42,7 +44,9 @@ def recall_and_ndcg(candidates: pl.DataFrame, truth: dict[str, set[int]], users:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--threads", type=int, default=int(os.environ.get("RECSYS_BENCH_THREADS", "2")))
     args = parser.parse_args()
@@ -76,11 +80,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="encoder-bench-") as scratch:
         started = time.monotonic()
-        result = fine_tune(dataset.items, train, config.encoder, config.embeddings.template, Path(scratch) / "encoder")
+        result = fine_tune(
+            dataset.items, train, config.encoder, config.embeddings.template, Path(scratch) / "encoder"
+        )
         wall = time.monotonic() - started
         print(
-            f"fine-tuning: {wall:.0f} s wall ({result.steps} steps, {result.n_pairs:,} pairs, {result.precision}, "
-            f"stopped by budget: {result.stopped_by_budget}); evaluator recall@100 "
+            f"fine-tuning: {wall:.0f} s wall ({result.steps} steps, {result.n_pairs:,} pairs, "
+            f"{result.precision}, stopped by budget: {result.stopped_by_budget}); evaluator recall@100 "
             f"{result.metrics_before['recall@100']:.4f} -> {result.metrics_after['recall@100']:.4f}"
         )
         encoders = {"pretrained": config.encoder.base_model, "fine-tuned": str(result.path)}
@@ -99,15 +105,21 @@ def main() -> None:
                     half_life_events=config.retrieval.history_half_life_events,
                 ),
                 "context_text": partial(
-                    user_vectors_from_context, model, dataset.items,
-                    encoder_config=config.encoder, embeddings_config=config.embeddings,
+                    user_vectors_from_context,
+                    model,
+                    dataset.items,
+                    encoder_config=config.encoder,
+                    embeddings_config=config.embeddings,
                 ),
             }
             for mode, vectors in modes.items():
                 candidates = SemanticSource(index, vectors).candidates(histories, K)
                 recall, ndcg = recall_and_ndcg(candidates, truth, users)
                 rows.append((label, mode, recall, ndcg))
-                print(f"{label:>10} {mode:<12} recall@100 {recall:.4f}  ndcg@10 {ndcg:.4f}  (items encoded in {encode_s:.0f} s)")
+                print(
+                    f"{label:>10} {mode:<12} recall@100 {recall:.4f}  ndcg@10 {ndcg:.4f}  "
+                    f"(items encoded in {encode_s:.0f} s)"
+                )
     print("\nratio fine-tuned / pretrained recall@100:")
     for mode in ("history_mean", "context_text"):
         before = next(r[2] for r in rows if r[0] == "pretrained" and r[1] == mode)

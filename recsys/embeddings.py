@@ -75,7 +75,9 @@ class ItemEmbeddings:
         row = {item_id: i for i, item_id in enumerate(self.ids)}
         missing = [item_id for item_id in catalog.ids if item_id not in row]
         if missing:
-            raise ValueError(f"{len(missing)} catalog items have no embedding (e.g. {missing[:3]}); re-run embed")
+            raise ValueError(
+                f"{len(missing)} catalog items have no embedding (e.g. {missing[:3]}); re-run embed"
+            )
         return self.vectors[np.asarray([row[item_id] for item_id in catalog.ids], dtype=np.int64)]
 
 
@@ -118,7 +120,10 @@ def encode_texts(
     unique_texts = unique.tolist()
     tokenizer = model.tokenizer
     lengths = np.asarray(
-        [min(len(ids), config.max_seq_length) for ids in tokenizer(unique_texts, add_special_tokens=True)["input_ids"]]
+        [
+            min(len(ids), config.max_seq_length)
+            for ids in tokenizer(unique_texts, add_special_tokens=True)["input_ids"]
+        ]
     )
     precision = _precision(device, config)
     previous_max = model.max_seq_length
@@ -127,7 +132,10 @@ def encode_texts(
 
     def run(rows: np.ndarray, dtype_name: str) -> np.ndarray:
         features = model.preprocess([unique_texts[i] for i in rows])
-        features = {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in features.items()}
+        features = {
+            key: value.to(device) if isinstance(value, torch.Tensor) else value
+            for key, value in features.items()
+        }
         with autocast(device, dtype_name):
             vectors = model(features)["sentence_embedding"]
         return torch.nn.functional.normalize(vectors.float(), dim=1).cpu().numpy()
@@ -141,7 +149,9 @@ def encode_texts(
                     precision = "fp32"
             batches = list(_token_batches(lengths, config.token_budget, config.batch_size * 4))
             with progress() as bar:
-                task = bar.add_task(f"{description} ({device}, {precision})", total=len(unique_texts), visible=show_progress)
+                task = bar.add_task(
+                    f"{description} ({device}, {precision})", total=len(unique_texts), visible=show_progress
+                )
                 for rows in batches:
                     out[rows] = run(rows, precision)
                     bar.advance(task, len(rows))

@@ -83,14 +83,18 @@ def test_bf16_on_cpu_stays_within_cosine_099_of_fp32(model, items: pl.DataFrame)
 
 
 def test_identical_texts_get_identical_vectors(model) -> None:  # type: ignore[no-untyped-def]
-    vectors = encode_texts(model, ["jazz club", "a comet", "jazz club"], EmbeddingsConfig(cpu_bf16=False), show_progress=False)
+    vectors = encode_texts(
+        model, ["jazz club", "a comet", "jazz club"], EmbeddingsConfig(cpu_bf16=False), show_progress=False
+    )
     np.testing.assert_array_equal(vectors[0], vectors[2])
     assert float(vectors[0] @ vectors[1]) < 0.9
 
 
 def test_history_vectors_weigh_recent_items_more() -> None:
     item_vectors = np.asarray([[1, 0], [0, 1]], dtype=np.float32)
-    histories = Histories(["u", "v", "empty"], [np.asarray([0, 1]), np.asarray([1, 1, 0]), np.zeros(0, np.int64)], [])
+    histories = Histories(
+        ["u", "v", "empty"], [np.asarray([0, 1]), np.asarray([1, 1, 0]), np.zeros(0, np.int64)], []
+    )
     vectors = user_vectors_from_history(item_vectors, histories, half_life_events=1.0)
     # u: weights 0.5 (old item 0), 1.0 (item 1) -> direction (0.5, 1) normalized
     np.testing.assert_allclose(vectors[0], np.asarray([0.5, 1.0]) / np.linalg.norm([0.5, 1.0]), rtol=1e-6)

@@ -16,7 +16,9 @@ EMBEDDINGS_FILE = "item_embeddings.npz"
 def embed(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Dataset folder (items.* and interactions.*)."),
-    encoder: str = typer.Option(..., "--encoder", help="Encoder folder (or a Hugging Face id / bundled name)."),
+    encoder: str = typer.Option(
+        ..., "--encoder", help="Encoder folder (or a Hugging Face id / bundled name)."
+    ),
     out_dir: Path = typer.Option(..., "--out", help=f"Folder to write {EMBEDDINGS_FILE} into."),
 ) -> None:
     """Embed the catalog (template text, L2-normalized float32, GPU when present)."""
@@ -28,6 +30,8 @@ def embed(
         dataset = load_dataset(data, max_bad_share=config.data.max_bad_share, as_of=config.data.as_of)
     except DataValidationError as error:
         fail(str(error))
-    embeddings = encode_items(load_encoder(encoder, config.embeddings.device), dataset.items, config.embeddings)
+    embeddings = encode_items(
+        load_encoder(encoder, config.embeddings.device), dataset.items, config.embeddings
+    )
     embeddings.save(out_dir / EMBEDDINGS_FILE)
     out.print(f"wrote {out_dir / EMBEDDINGS_FILE}: {len(embeddings):,} items x {embeddings.dim} dims")

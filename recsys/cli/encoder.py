@@ -18,7 +18,9 @@ app = typer.Typer(no_args_is_help=True, help="Fine-tune the text encoder on inte
 def train(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", help="Dataset folder (items.* and interactions.*)."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder for the fine-tuned encoder (sentence-transformers format)."),
+    out_dir: Path = typer.Option(
+        ..., "--out", help="Folder for the fine-tuned encoder (sentence-transformers format)."
+    ),
 ) -> None:
     """Fine-tune on every event in --data; the last encoder.eval_share of time picks the checkpoint."""
     from recsys.encoder.train import fine_tune
@@ -29,8 +31,12 @@ def train(
     except DataValidationError as error:
         fail(str(error))
     with console.status("fine-tuning the encoder"):
-        result = fine_tune(dataset.items, dataset.interactions, config.encoder, config.embeddings.template, out_dir)
-    table = Table(title=f"{result.path}: {result.n_pairs:,} pairs, {result.steps} steps, {result.seconds:.0f} s")
+        result = fine_tune(
+            dataset.items, dataset.interactions, config.encoder, config.embeddings.template, out_dir
+        )
+    table = Table(
+        title=f"{result.path}: {result.n_pairs:,} pairs, {result.steps} steps, {result.seconds:.0f} s"
+    )
     for column in ("metric", "pretrained", "fine-tuned"):
         table.add_column(column)
     for name, after in result.metrics_after.items():

@@ -41,7 +41,9 @@ def similar(
 
     try:
         items = load_dataset(data).items
-        neighbours = similar_items(ItemEmbeddings.load(embeddings), item, k, load_index(index_dir) if index_dir else None)
+        neighbours = similar_items(
+            ItemEmbeddings.load(embeddings), item, k, load_index(index_dir) if index_dir else None
+        )
     except (DataValidationError, KeyError, ValueError, FileNotFoundError) as error:
         fail(str(error))
     titles = dict(zip(items["item_id"].to_list(), items["title"].to_list(), strict=True))

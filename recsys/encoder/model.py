@@ -32,4 +32,6 @@ def load_encoder(name_or_path: str | Path, device: str | None = None) -> Sentenc
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(path, device=resolve_device(device or "auto"), local_files_only=Path(path).is_dir())
+    return SentenceTransformer(
+        path, device=resolve_device(device or "auto"), local_files_only=Path(path).is_dir()
+    )

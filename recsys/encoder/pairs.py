@@ -39,15 +39,15 @@ def build_pairs(
     catalog = ItemCatalog.from_items(items)
     histories = Histories.from_interactions(interactions, catalog)
     users, positions, kinds, stamps = [], [], [], []
-    for user, (history, ts) in enumerate(zip(histories.items, histories.timestamps, strict=True)):
+    for row, (history, history_ts) in enumerate(zip(histories.items, histories.timestamps, strict=True)):
         steps = np.arange(1, len(history))
-        for is_context in (True, False) if config.item_pairs else (True,):
-            keep = steps if is_context else steps[history[steps - 1] != history[steps]]
-            users.append(np.full(len(keep), user))
+        for context_kind in (True, False) if config.item_pairs else (True,):
+            keep = steps if context_kind else steps[history[steps - 1] != history[steps]]
+            users.append(np.full(len(keep), row))
             positions.append(keep)
-            kinds.append(np.full(len(keep), is_context))
-            stamps.append(ts[keep])
-    if not users:
+            kinds.append(np.full(len(keep), context_kind))
+            stamps.append(history_ts[keep])
+    if not sum(len(p) for p in positions):
         raise ValueError("no training pairs: every user has fewer than two events")
     user = np.concatenate(users)
     position = np.concatenate(positions)
@@ -90,7 +90,9 @@ def retrieval_queries(
 ) -> RetrievalQueries:
     """One query per user active both before and after the cutoff (a seeded sample of ``max_queries``)."""
     catalog = ItemCatalog.from_items(items)
-    later = catalog.with_index(after).group_by("user_id", maintain_order=True).agg(pl.col("item_idx").unique())
+    later = (
+        catalog.with_index(after).group_by("user_id", maintain_order=True).agg(pl.col("item_idx").unique())
+    )
     users = sorted(set(later["user_id"].to_list()) & set(before["user_id"].to_list()))
     if len(users) > max_queries:
         rng = np.random.default_rng(config.seed)
@@ -98,8 +100,12 @@ def retrieval_queries(
     histories = Histories.from_interactions(before, catalog, users)
     future = dict(later.iter_rows())
     relevant = [set(map(int, future[user])) for user in users]
-    queries = context_texts(item_context_parts(items, config.context_text_chars), histories.items, config.context_items)
+    queries = context_texts(
+        item_context_parts(items, config.context_text_chars), histories.items, config.context_items
+    )
     popular = catalog.with_index(before)["item_idx"].value_counts(sort=True)["item_idx"].to_numpy()
     wanted = set().union(*relevant) if relevant else set()
-    corpus = np.asarray(sorted(wanted | set(popular[: max(0, corpus_items - len(wanted))].tolist())), dtype=np.int64)
+    corpus = np.asarray(
+        sorted(wanted | set(popular[: max(0, corpus_items - len(wanted))].tolist())), dtype=np.int64
+    )
     return RetrievalQueries(users, queries, relevant, corpus)

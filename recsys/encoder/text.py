@@ -52,16 +52,18 @@ def item_texts(items: pl.DataFrame, template: str) -> list[str]:
 
 
 def item_context_parts(items: pl.DataFrame, text_chars: int) -> list[str]:
-    """How one history item appears inside a user context: its title, optionally with the start of its text."""
+    """How a history item reads inside a user context: its title, optionally with the start of its text."""
     titles = _as_strings(items["title"])
     if text_chars <= 0:
         return titles
     texts = _as_strings(items["text"])
-    return [f"{title}: {text[:text_chars]}" if text else title for title, text in zip(titles, texts, strict=True)]
+    return [
+        f"{title}: {text[:text_chars]}" if text else title for title, text in zip(titles, texts, strict=True)
+    ]
 
 
 def context_texts(parts: Sequence[str], histories: Sequence[np.ndarray], context_items: int) -> list[str]:
-    """For each history (item indices, oldest first) the user-context text of its last ``context_items`` items."""
+    """Per history (item indices, oldest first): the context text of its last ``context_items`` items."""
     return [
         CONTEXT_SEPARATOR.join(parts[int(i)] for i in history[::-1][:context_items]) for history in histories
     ]

@@ -31,7 +31,6 @@ from recsys.encoder.pairs import RetrievalQueries, build_pairs, retrieval_querie
 from recsys.encoder.text import item_texts
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
 EVAL_NAME = "next_item"
@@ -86,9 +85,10 @@ def make_evaluator(
     class MixedPrecisionEvaluator(InformationRetrievalEvaluator):
         """Encodes under the same autocast as training: on CPU this is what keeps evaluation cheap."""
 
-        def __call__(self, model: SentenceTransformer, *args: Any, **kwargs: Any) -> dict[str, float]:
+        def __call__(self, model: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
             with autocast(model.device.type, precision):
-                return super().__call__(model, *args, **kwargs)
+                metrics: dict[str, float] = super().__call__(model, *args, **kwargs)
+            return metrics
 
     texts = item_texts(items, template)
     return MixedPrecisionEvaluator(
@@ -123,7 +123,11 @@ def _budget_callback(budget_s: float | None) -> Any:
         def on_step_end(
             self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
         ) -> TrainerControl:
-            if budget_s is not None and time.monotonic() - self.started > budget_s and not control.should_training_stop:
+            if (
+                budget_s is not None
+                and time.monotonic() - self.started > budget_s
+                and not control.should_training_stop
+            ):
                 control.should_training_stop = True
                 self.stopped_by_budget = True
             if control.should_training_stop:

@@ -13,11 +13,13 @@ from recsys.index.base import ANNIndex, read_meta
 from recsys.index.exact import ExactIndex
 from recsys.index.faiss_backends import FlatIndex, HNSWIndex, IVFIndex
 
-BACKENDS: dict[str, type[ANNIndex]] = {cls.backend: cls for cls in (ExactIndex, FlatIndex, HNSWIndex, IVFIndex)}
+BACKENDS: dict[str, type[ANNIndex]] = {
+    cls.backend: cls for cls in (ExactIndex, FlatIndex, HNSWIndex, IVFIndex)
+}
 
 
 def choose_backend(n_items: int, config: IndexConfig) -> str:
-    """``auto``: exact-quality flat search while it is cheap, HNSW for mid-size catalogs, IVF for huge ones."""
+    """``auto``: exact flat search while it is cheap, HNSW for mid-size catalogs, IVF for huge ones."""
     if config.backend != "auto":
         return config.backend
     if n_items < config.hnsw_min_items:
@@ -53,8 +55,6 @@ def load_index(directory: str | Path) -> ANNIndex:
     return backend.load(directory)
 
 
-
-
 def similar_items(
     embeddings: ItemEmbeddings, item_id: str, k: int, index: ANNIndex | None = None
 ) -> list[tuple[str, float]]:
@@ -66,7 +66,9 @@ def similar_items(
         index = ExactIndex(embeddings.dim)
         index.build(embeddings.vectors)
     elif index.ntotal != len(embeddings):
-        raise ValueError(f"index holds {index.ntotal} vectors but the embeddings file {len(embeddings)}; rebuild it")
+        raise ValueError(
+            f"index holds {index.ntotal} vectors but the embeddings file {len(embeddings)}; rebuild it"
+        )
     scores, indices = index.search(embeddings.vectors[rows[:1]], k, exclude=[rows[:1]])
     return [(str(embeddings.ids[i]), float(s)) for s, i in zip(scores[0], indices[0], strict=True) if i >= 0]
 

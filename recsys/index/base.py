@@ -94,7 +94,9 @@ class ANNIndex(ABC):
 def read_meta(directory: Path) -> dict[str, Any]:
     path = directory / META_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{directory}: no {META_FILE}; not an index folder (run `recsys index build`)")
+        raise FileNotFoundError(
+            f"{directory}: no {META_FILE}; not an index folder (run `recsys index build`)"
+        )
     meta: dict[str, Any] = json.loads(path.read_text())
     return meta
 

@@ -29,6 +29,13 @@ SMALL_ALLOW = 20_000
 """Allow-lists up to this size are searched exactly over their own vectors."""
 
 
+def _faiss() -> Any:
+    """faiss, imported on first use (it is heavy) and typed loosely (its SWIG stubs are incomplete)."""
+    import faiss
+
+    return faiss
+
+
 class FaissIndex(ANNIndex):
     gpu_capable = True
 
@@ -47,7 +54,7 @@ class FaissIndex(ANNIndex):
         """Train (IVF) before vectors are added; nothing for flat and HNSW."""
 
     def _search_params(self, selector: Any) -> Any:
-        import faiss
+        faiss = _faiss()
 
         return faiss.SearchParameters(sel=selector) if selector is not None else None
 
@@ -60,14 +67,14 @@ class FaissIndex(ANNIndex):
         return int(self._cpu.ntotal)
 
     def _to_gpu(self, index: Any) -> Any:
-        import faiss
+        faiss = _faiss()
 
         if self._gpu_resources is None:
             self._gpu_resources = faiss.StandardGpuResources()
         return faiss.index_cpu_to_gpu(self._gpu_resources, 0, index)
 
     def build(self, vectors: np.ndarray) -> None:
-        import faiss
+        faiss = _faiss()
 
         matrix = as_matrix(vectors, self.dim)
         index = self._new_index()
@@ -110,12 +117,16 @@ class FaissIndex(ANNIndex):
             allow = allow[(allow >= 0) & (allow < self.ntotal)]
             if len(allow) <= SMALL_ALLOW:
                 return self._search_allowed_exactly(queries, k, exclude, allow)
-        extra = np.asarray([len(e) for e in exclude], dtype=np.int64) if exclude is not None else np.zeros(n, np.int64)
+        extra = (
+            np.asarray([len(e) for e in exclude], dtype=np.int64)
+            if exclude is not None
+            else np.zeros(n, np.int64)
+        )
         # Queries with similar exclusion counts share one over-fetch size (next power of two).
         fetch = np.minimum(self.ntotal, 2 ** np.ceil(np.log2(k + extra)).astype(np.int64))
         selector = None
         if allow is not None:
-            import faiss
+            faiss = _faiss()
 
             selector = faiss.IDSelectorBatch(allow)
         params = self._search_params(selector)
@@ -124,7 +135,7 @@ class FaissIndex(ANNIndex):
             on_gpu = self._gpu is not None and params is None and size <= GPU_MAX_K
             index = self._gpu if on_gpu else self._cpu
             raw_scores, raw_idx = index.search(queries[rows], int(size), params=params)
-            row_exclude = [exclude[r] for r in rows] if exclude is not None else None
+            row_exclude = [exclude[int(r)] for r in rows] if exclude is not None else None
             scores[rows], indices[rows] = filter_candidates(raw_scores, raw_idx, k, row_exclude, None)
         return scores, indices
 
@@ -141,14 +152,14 @@ class FaissIndex(ANNIndex):
 
     # -- persistence -------------------------------------------------------------
     def _save_data(self, directory: Path) -> None:
-        import faiss
+        faiss = _faiss()
 
         with atomic_path(directory / INDEX_FILE) as tmp:
             faiss.write_index(self._cpu, str(tmp))
 
     @classmethod
     def _load_data(cls, directory: Path, meta: dict[str, Any]) -> ANNIndex:
-        import faiss
+        faiss = _faiss()
 
         params = meta.get("params", {})
         index = cls.from_params(int(meta["dim"]), params, use_gpu=bool(params.get("use_gpu", True)))
@@ -170,7 +181,7 @@ class FlatIndex(FaissIndex):
     backend = "flat"
 
     def _new_index(self) -> Any:
-        import faiss
+        faiss = _faiss()
 
         return faiss.IndexFlatIP(self.dim)
 
@@ -184,7 +195,7 @@ class HNSWIndex(FaissIndex):
         super().__init__(dim, use_gpu=False)
 
     def _new_index(self) -> Any:
-        import faiss
+        faiss = _faiss()
 
         index = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = self.ef_construction
@@ -192,9 +203,13 @@ class HNSWIndex(FaissIndex):
         return index
 
     def _search_params(self, selector: Any) -> Any:
-        import faiss
+        faiss = _faiss()
 
-        return faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search) if selector is not None else None
+        return (
+            faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search)
+            if selector is not None
+            else None
+        )
 
     def _after_change(self) -> None:
         self._cpu.hnsw.efSearch = self.ef_search
@@ -222,9 +237,11 @@ class IVFIndex(FaissIndex):
         super().__init__(dim, use_gpu=use_gpu)
 
     def _new_index(self) -> Any:
-        import faiss
+        faiss = _faiss()
 
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dim), self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(
+            faiss.IndexFlatIP(self.dim), self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT
+        )
         index.nprobe = self.nprobe
         return index
 
@@ -234,11 +251,11 @@ class IVFIndex(FaissIndex):
 
     def _prepare(self, index: Any, vectors: np.ndarray) -> None:
         if len(vectors) < self.nlist:
-            raise ValueError(f"IVF with nlist={self.nlist} needs at least {self.nlist} vectors to train, got {len(vectors)}")
+            raise ValueError(f"IVF nlist={self.nlist} needs as many training vectors, got {len(vectors)}")
         index.train(vectors)
 
     def _search_params(self, selector: Any) -> Any:
-        import faiss
+        faiss = _faiss()
 
         return faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe) if selector is not None else None
 
@@ -246,7 +263,7 @@ class IVFIndex(FaissIndex):
         self._cpu.nprobe = self.nprobe
         self._cpu.make_direct_map()  # lets reconstruct_batch serve small allow-lists
         if self._gpu is not None:
-            import faiss
+            faiss = _faiss()
 
             faiss.GpuParameterSpace().set_index_parameter(self._gpu, "nprobe", self.nprobe)
 
@@ -257,4 +274,9 @@ class IVFIndex(FaissIndex):
         return index
 
     def params(self) -> dict[str, Any]:
-        return {"nlist": self.nlist, "nlist_setting": self.nlist_setting, "nprobe": self.nprobe, "use_gpu": self.use_gpu}
+        return {
+            "nlist": self.nlist,
+            "nlist_setting": self.nlist_setting,
+            "nprobe": self.nprobe,
+            "use_gpu": self.use_gpu,
+        }

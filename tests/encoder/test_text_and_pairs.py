@@ -44,7 +44,10 @@ def test_item_template_names_missing_columns() -> None:
 
 def test_context_is_newest_first_and_capped() -> None:
     parts = item_context_parts(ITEMS, text_chars=0)
-    assert context_texts(parts, [np.asarray([0, 1, 2]), np.asarray([], dtype=np.int64)], 2) == ["Gamma | Beta", ""]
+    assert context_texts(parts, [np.asarray([0, 1, 2]), np.asarray([], dtype=np.int64)], 2) == [
+        "Gamma | Beta",
+        "",
+    ]
     with_text = item_context_parts(ITEMS, text_chars=5)
     assert with_text[0] == "Alpha: first" and with_text[1] == "Beta"
 
@@ -54,16 +57,24 @@ def test_pairs_are_next_item_contexts_plus_item_pairs() -> None:
     got = sorted(zip(pairs.anchors, pairs.positives, pairs.is_context.tolist(), strict=True))
     assert got == sorted(
         [
-            ("Alpha", "Beta", True), ("Beta | Alpha", "Gamma", True), ("Gamma | Beta", "Delta", True),
-            ("Gamma", "Gamma", True), ("Gamma | Gamma", "Alpha", True),
-            ("Alpha", "Beta", False), ("Beta", "Gamma", False), ("Gamma", "Delta", False), ("Gamma", "Alpha", False),
+            ("Alpha", "Beta", True),
+            ("Beta | Alpha", "Gamma", True),
+            ("Gamma | Beta", "Delta", True),
+            ("Gamma", "Gamma", True),
+            ("Gamma | Gamma", "Alpha", True),
+            ("Alpha", "Beta", False),
+            ("Beta", "Gamma", False),
+            ("Gamma", "Delta", False),
+            ("Gamma", "Alpha", False),
         ]
     )
     assert (np.diff(pairs.ts) >= 0).all()
 
 
 def test_max_pairs_keeps_the_most_recent() -> None:
-    pairs = build_pairs(ITEMS, EVENTS, EncoderConfig(context_items=1, item_pairs=False, max_pairs=2), "{title}")
+    pairs = build_pairs(
+        ITEMS, EVENTS, EncoderConfig(context_items=1, item_pairs=False, max_pairs=2), "{title}"
+    )
     assert pairs.ts.tolist() == [35, 40]
     assert pairs.positives == ["Alpha", "Delta"]
 
@@ -76,7 +87,9 @@ def test_pairs_only_see_the_events_passed_in() -> None:
 
 def test_retrieval_queries_use_history_before_and_items_after() -> None:
     before, after = EVENTS.filter(pl.col("ts") < 30), EVENTS.filter(pl.col("ts") >= 30)
-    queries = retrieval_queries(ITEMS, before, after, EncoderConfig(context_items=3), max_queries=10, corpus_items=1)
+    queries = retrieval_queries(
+        ITEMS, before, after, EncoderConfig(context_items=3), max_queries=10, corpus_items=1
+    )
     assert queries.user_ids == ["u1", "u2"]
     assert queries.queries == ["Beta | Alpha", "Gamma | Gamma"]
     assert queries.relevant == [{2, 3}, {0}]

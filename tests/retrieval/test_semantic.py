@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+from recsys.catalog import Histories
+from recsys.embeddings import user_vectors_from_history
+from recsys.index import ExactIndex, FlatIndex
+from recsys.retrieval.base import CANDIDATE_COLUMNS
+from recsys.retrieval.semantic import SemanticSource
+
+# Items 0-2 point along x, 3-5 along y; item 6 is in between.
+ITEM_VECTORS = np.asarray(
+    [[1, 0], [0.99, 0.14], [0.98, 0.2], [0, 1], [0.14, 0.99], [0.2, 0.98], [0.7, 0.7]], dtype=np.float32
+)
+ITEM_VECTORS /= np.linalg.norm(ITEM_VECTORS, axis=1, keepdims=True)
+HISTORIES = Histories(
+    ["x-fan", "y-fan", "new"],
+    [np.asarray([0]), np.asarray([3, 4]), np.zeros(0, dtype=np.int64)],
+    [np.asarray([1]), np.asarray([1, 2]), np.zeros(0, dtype=np.int64)],
+)
+
+
+def source(exclude_seen: bool = True, index_cls: type = ExactIndex) -> SemanticSource:
+    index = index_cls(2)
+    index.build(ITEM_VECTORS)
+    return SemanticSource(
+        index, partial(user_vectors_from_history, ITEM_VECTORS, half_life_events=5.0), exclude_seen
+    )
+
+
+def test_candidates_follow_the_user_vector_and_skip_seen_items() -> None:
+    frame = source().candidates(HISTORIES, 3)
+    assert dict(frame.schema) == CANDIDATE_COLUMNS
+    by_user = {
+        u: i
+        for u, i in frame.sort("rank").group_by("user_id", maintain_order=True).agg("item_idx").iter_rows()
+    }
+    assert by_user == {"x-fan": [1, 2, 6], "y-fan": [5, 6, 2]}
+    assert frame.filter(frame["user_id"] == "x-fan")["rank"].to_list() == [1, 2, 3]
+    for _, scores in frame.sort("rank").group_by("user_id").agg("score").iter_rows():
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_users_without_history_get_no_candidates_and_seen_can_be_kept() -> None:
+    frame = source(exclude_seen=False, index_cls=FlatIndex).candidates(HISTORIES, 2)
+    assert "new" not in frame["user_id"].to_list()
+    assert frame.filter(frame["user_id"] == "x-fan")["item_idx"].to_list()[0] == 0
+
+
+def test_k_beyond_catalog_returns_what_exists() -> None:
+    frame = source().candidates(HISTORIES, 50)
+    assert frame.filter(frame["user_id"] == "x-fan").height == 6
