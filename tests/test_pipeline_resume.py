@@ -114,7 +114,7 @@ def _copy_as_new_run(resumed: Resumed, run_id: str, ndcg_factor: float) -> RunCo
         shutil.copytree(store.run_dir(resumed.run_id) / stage, store.staging_dir(run_id) / stage)
     report_path = store.staging_dir(run_id) / "evaluation" / "report.json"
     report = json.loads(report_path.read_text())
-    report["recsys"]["ndcg@10"] *= ndcg_factor
+    report["results"]["recsys"]["all"]["ndcg@10"] *= ndcg_factor
     report_path.write_text(json.dumps(report))
     return RunContext(resumed.config, store, run_id, resumed.data)
 
