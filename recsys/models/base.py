@@ -58,7 +58,8 @@ class Scorer(ABC):
             if len(items) and (items.min() < 0 or items.max() >= n_items):
                 raise ValueError(f"history of user {user!r} has item indices outside 0..{n_items - 1}")
         scores = self._score(histories)
-        return np.ascontiguousarray(scores, dtype=np.float32)
+        # writeable: callers mask seen items in place (a one-row broadcast is contiguous but read-only)
+        return np.require(scores, dtype=np.float32, requirements=["C", "W"])
 
     @abstractmethod
     def _score(self, histories: Histories) -> np.ndarray: ...
