@@ -77,20 +77,20 @@ class EncoderConfig(Section):
     max_pairs: int = Field(20000, ge=1)
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(64, ge=2)
-    learning_rate: float = Field(1e-4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
     """High for a sentence encoder: CPU budgets allow only a few hundred steps."""
-    max_seq_length: int = Field(64, ge=8)
-    """Titles and the first sentence or two: enough to learn from, cheap on CPU."""
-    time_budget_s: float | None = Field(180.0, gt=0)
+    max_seq_length: int = Field(32, ge=8)
+    """A few titles / a title and its first words: enough to learn from, cheap on CPU."""
+    time_budget_s: float | None = Field(150.0, gt=0)
     """Wall-clock limit of the training loop (a last evaluation follows); None: no limit."""
     hard_negatives: bool = False
     eval_share: float = Field(0.1, gt=0.0, lt=0.5)
-    """Last share of the training events' time range used by the retrieval evaluator."""
+    """Last share of the training events (by count, in time order) held out for the retrieval evaluator."""
     eval_steps: int | None = None
     """Evaluate (and checkpoint) every N steps; None means once per epoch."""
-    eval_max_queries: int = Field(300, ge=1)
+    eval_max_queries: int = Field(200, ge=1)
     """Users sampled as evaluator queries (one each)."""
-    eval_corpus_items: int = Field(2000, ge=1)
+    eval_corpus_items: int = Field(1000, ge=1)
     """Evaluator corpus: every relevant item plus the most popular others up to this size."""
     cpu_bf16: bool = True
     """Train in bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX); fp32 elsewhere."""
@@ -101,7 +101,8 @@ class EmbeddingsConfig(Section):
     template: str = "{title}. {text}"
     """Python format string over item columns; list columns are joined with ', '."""
     batch_size: int = Field(128, ge=1)
-    max_seq_length: int = Field(256, ge=8)
+    max_seq_length: int = Field(64, ge=8)
+    """Title and opening of the text; longer costs time and drifts from what the encoder was tuned on."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     cpu_bf16: bool = True
     """bfloat16 autocast on CPUs with native bf16, kept only if cosine to fp32 >= 0.99 on a sample."""
