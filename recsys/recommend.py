@@ -3,6 +3,11 @@
 histories → candidates (every source, blended) → ranking features → LightGBM → top-k.
 Users with no history get the same path: only history-free sources (popularity) produce
 candidates for them, and the answer is flagged ``fallback``.
+
+:meth:`Recommender.score_user` is the same computation for one user in numpy (online
+serving): polars' fixed cost per operation is what dominates a single request, so the blend,
+the source-rank/score and semantic features and the ranker input are built as arrays. The
+values equal the batch path's (tests compare them), up to float rounding of sums.
 """
 
 from __future__ import annotations
@@ -15,12 +20,56 @@ import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import Config
-from recsys.ranking.features import BehaviouralFeatures, ranking_frame
+from recsys.embeddings import user_vectors_from_history
+from recsys.ranking.behaviour import OnlineBehaviour
+from recsys.ranking.features import DAY, RECENT_FOR_SIMILARITY, BehaviouralFeatures, ranking_frame
 from recsys.ranking.ranker import Ranker
 from recsys.retrieval.base import CandidateSource
 from recsys.retrieval.blend import blend
+from recsys.retrieval.covisit import CovisitSource
+from recsys.retrieval.scorer_source import ScorerSource, top_k_items
+from recsys.retrieval.semantic import SemanticSource
 
 RESULT_COLUMNS = ["user_id", "item_id", "rank", "score", "sources", "fallback"]
+
+
+@dataclass(frozen=True)
+class UserCandidates:
+    """One user's candidates (ascending item index) with every ranking feature and the ranker's score."""
+
+    user_id: str
+    as_of: int
+    item_idx: np.ndarray
+    source_names: list[str]
+    source_ranks: np.ndarray
+    """[candidates, sources] rank of the item in each source (NaN: not retrieved by it)."""
+    features: np.ndarray
+    """[candidates, features] float32 in ``feature_names`` order (the ranker's), NaN for missing."""
+    feature_names: list[str]
+    scores: np.ndarray
+    fallback: bool
+    """The user has no history: only history-free sources (popularity) could answer."""
+
+    def top(self, k: int) -> np.ndarray:
+        """Positions of the ``k`` best candidates, best first (ties: smaller item index), as ``top_k``."""
+        return np.lexsort((self.item_idx, -self.scores))[:k]
+
+    def sources(self, position: int) -> list[str]:
+        """The sources that retrieved the candidate at ``position``, in config order."""
+        ranks = self.source_ranks[position]
+        return [name for name, rank in zip(self.source_names, ranks, strict=True) if not np.isnan(rank)]
+
+    def frame(self, positions: np.ndarray) -> pl.DataFrame:
+        """The candidates at ``positions`` as a frame: user_id, item_idx, every feature and ``score``."""
+        values = {name: self.features[positions, i] for i, name in enumerate(self.feature_names)}
+        return pl.DataFrame(
+            {
+                "user_id": [self.user_id] * len(positions),
+                "item_idx": self.item_idx[positions],
+                **values,
+                "score": self.scores[positions],
+            }
+        )
 
 
 @dataclass
@@ -73,6 +122,183 @@ class Recommender:
             .with_columns(pl.col("user_id").is_in(list(cold)).alias("fallback"))
             .select(RESULT_COLUMNS)
         )
+
+    def score_user(
+        self,
+        histories: Histories,
+        as_of: int,
+        allowed: np.ndarray | None = None,
+        exclude_seen: bool | None = None,
+    ) -> UserCandidates:
+        """:meth:`scored_candidates` for the one user of ``histories``, as arrays (the online path).
+
+        ``exclude_seen`` overrides the sources' setting (``retrieval.exclude_seen``) for this call.
+        """
+        if len(histories) != 1:
+            raise ValueError(f"score_user takes one user's history, got {len(histories)}")
+        if self.ranker is None:
+            raise RuntimeError("this recommender has no ranker (it only generates candidates)")
+        retrieval = self.config.retrieval
+        user_id, history = histories.user_ids[0], histories.items[0]
+        found = [
+            self._source_candidates(source, histories, retrieval.per_source_k, exclude_seen)
+            for source in self.sources
+        ]
+        if allowed is not None:
+            found = [(idx[allowed[idx]], score[allowed[idx]], rank[allowed[idx]]) for idx, score, rank in found]
+        union = np.unique(np.concatenate([np.zeros(0, np.int64), *(idx for idx, _, _ in found)]))
+        n_sources = len(self.sources)
+        ranks = np.full((len(union), n_sources), np.nan, dtype=np.float32)
+        scores = np.full((len(union), n_sources), np.nan, dtype=np.float32)
+        for column, (idx, score, rank) in enumerate(found):
+            rows = np.searchsorted(union, idx)
+            ranks[rows, column], scores[rows, column] = rank, score
+        if len(union) > retrieval.candidates_k:  # keep the best ranks in any source (ties: item index)
+            best = np.nanmin(ranks, axis=1)
+            keep = np.sort(np.lexsort((union, best))[: retrieval.candidates_k])
+            union, ranks, scores = union[keep], ranks[keep], scores[keep]
+        columns: dict[str, np.ndarray] = {}
+        for column, source in enumerate(self.sources):
+            columns[f"cand_{source.name}_score"] = scores[:, column]
+            columns[f"cand_{source.name}_rank"] = ranks[:, column]
+        columns.update(self._semantic_features(histories, union))
+        columns.update(self._behavioural_features(user_id, union, as_of))
+        created = self._created_at()
+        columns["item_age_days"] = ((as_of - created[union]) / DAY).astype(np.float32)
+        names = self.ranker.features
+        matrix = np.empty((len(union), len(names)), dtype=np.float32)
+        for i, name in enumerate(names):
+            matrix[:, i] = columns[name]
+        predicted = (
+            np.asarray(self.ranker.booster.predict(matrix, num_threads=1), dtype=np.float64)
+            if len(union)
+            else np.zeros(0)
+        )
+        return UserCandidates(
+            user_id,
+            as_of,
+            union,
+            [source.name for source in self.sources],
+            ranks,
+            matrix,
+            list(names),
+            predicted,
+            fallback=not len(history),
+        )
+
+    def _source_candidates(
+        self, source: CandidateSource, histories: Histories, k: int, exclude_seen: bool | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item indices, scores float32, ranks) of one source for one user, as ``source.candidates`` gives.
+
+        The known sources are queried through their numpy internals (no frames); others through
+        ``candidates``, which uses their own ``exclude_seen``.
+        """
+        exclude = source.exclude_seen if exclude_seen is None else exclude_seen
+        if isinstance(source, ScorerSource):
+            indices, values = top_k_items(source.scorer, histories, k, exclude, source.max_batch_cells)
+            keep = np.flatnonzero(indices[0] >= 0)
+            return indices[0, keep], values[0, keep], (keep + 1).astype(np.float32)
+        if isinstance(source, SemanticSource):
+            vectors = source.user_vectors(histories)
+            if not np.linalg.norm(vectors[0]) > 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
+            values, indices = source.index.search(vectors, k, exclude=histories.items if exclude else None)
+            keep = np.flatnonzero(indices[0] >= 0)
+            return indices[0, keep], values[0, keep], (keep + 1).astype(np.float32)
+        if isinstance(source, CovisitSource):
+            return self._covisit_candidates(source, histories.items[0], k, exclude)
+        frame = source.candidates(histories, k)
+        return (
+            frame["item_idx"].to_numpy(),
+            frame["score"].to_numpy().astype(np.float32),
+            frame["rank"].to_numpy().astype(np.float32),
+        )
+
+    def _covisit_candidates(
+        self, source: CovisitSource, history: np.ndarray, k: int, exclude: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`CovisitSource.candidates` for one history: neighbours of the recent items, the latest
+        weighted 1, the one before 1/2, ...; float32 products summed in float64 as polars does."""
+        starts, targets, weights = self._covisit_table(source)
+        recent = history[-source.recent_items :]
+        decay = (1.0 / np.arange(len(recent), 0, -1)).astype(np.float32)
+        parts = [
+            (targets[starts[i] : starts[i + 1]], weights[starts[i] : starts[i + 1]] * d)
+            for i, d in zip(recent, decay, strict=True)
+        ]
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
+        others = np.concatenate([other for other, _ in parts])
+        size = len(self.catalog)
+        totals = np.bincount(
+            others, weights=np.concatenate([w for _, w in parts]).astype(np.float64), minlength=size
+        )
+        hit = np.bincount(others, minlength=size) > 0
+        if exclude:
+            hit[history] = False
+        idx = np.flatnonzero(hit)
+        score = totals[idx].astype(np.float32)
+        order = np.lexsort((idx, -score))[:k]
+        return idx[order], score[order], np.arange(1, len(order) + 1, dtype=np.float32)
+
+    def _cache(self) -> dict[str, object]:
+        cache: dict[str, object] | None = self.__dict__.get("_arrays")
+        if cache is None:
+            cache = {}
+            self.__dict__["_arrays"] = cache
+        return cache
+
+    def _covisit_table(self, source: CovisitSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The source's neighbour table as CSR arrays (row starts per item, targets, float32 weights)."""
+        key = f"covisit:{id(source)}"
+        cache = self._cache()
+        if key not in cache:
+            table = source.neighbours.with_row_index("_order").sort("src", "_order")
+            src = table["src"].to_numpy()
+            starts = np.searchsorted(src, np.arange(len(self.catalog) + 1))
+            cache[key] = (starts, table["dst"].to_numpy(), table["weight"].to_numpy().astype(np.float32))
+        return cache[key]  # type: ignore[return-value]
+
+    def _created_at(self) -> np.ndarray:
+        cache = self._cache()
+        if "created_at" not in cache:
+            cache["created_at"] = self.items["created_at"].to_numpy().astype(np.float64)
+        return cache["created_at"]  # type: ignore[return-value]
+
+    def _semantic_features(self, histories: Histories, candidates: np.ndarray) -> dict[str, np.ndarray]:
+        """:func:`~recsys.ranking.features.semantic_features` for one user."""
+        half_life = self.config.retrieval.history_half_life_events
+        nan = np.full(len(candidates), np.nan, dtype=np.float32)
+        recent = histories.items[0][-RECENT_FOR_SIMILARITY:]
+        if not len(recent):
+            return {"user_item_cosine": nan, "max_sim_recent": nan, "mean_sim_recent": nan.copy()}
+        vector = user_vectors_from_history(self.item_vectors, histories, half_life)[0]
+        candidate_vectors = self.item_vectors[candidates]
+        sims = candidate_vectors @ self.item_vectors[recent].T
+        return {
+            "user_item_cosine": candidate_vectors @ vector,
+            "max_sim_recent": sims.max(axis=1) if len(candidates) else nan,
+            "mean_sim_recent": sims.mean(axis=1) if len(candidates) else nan.copy(),
+        }
+
+    def _behavioural_features(
+        self, user_id: str, candidates: np.ndarray, as_of: int
+    ) -> dict[str, np.ndarray]:
+        names = self.behaviour.names()
+        if isinstance(self.behaviour, OnlineBehaviour):  # straight to arrays, no frames
+            values = self.behaviour.user_features(user_id, as_of, candidates)
+            return {name: values[:, i] for i, name in enumerate(names)}
+        rows = pl.DataFrame(
+            {
+                "user_id": [user_id] * len(candidates),
+                "item_id": self.catalog.ids[candidates].tolist(),
+                "ts": [as_of] * len(candidates),
+            },
+            schema={"user_id": pl.String, "item_id": pl.String, "ts": pl.Int64},
+        )
+        frame = self.behaviour.features(rows)
+        return {name: frame[name].to_numpy() for name in names}
 
     @classmethod
     def load(cls, run_dir: Path, behaviour: BehaviouralFeatures | None = None) -> Recommender:
