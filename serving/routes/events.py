@@ -1,0 +1,65 @@
+"""``POST /v1/events``: live events into the online store, seen by the next request of any worker."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+import polars as pl
+from fastapi import APIRouter, Request
+
+from serving.dependencies import ServingError, State, Writer, invalid
+from serving.metrics import Metrics
+from serving.schemas import Error, Event, EventBatch, EventsAccepted
+from serving.settings import Limits
+from serving.state import ServingState, store_lock
+
+
+def _apply(state: ServingState, events: list[Event]) -> int:
+    from feature_store.offline import FeatureInputError
+    from feature_store.online import apply_events
+
+    frame = pl.DataFrame(
+        [event.model_dump() for event in events],
+        schema={
+            "user_id": pl.String,
+            "item_id": pl.String,
+            "ts": pl.Int64,
+            "event": pl.String,
+            "rating": pl.Float64,
+            "weight": pl.Float64,
+        },
+    )
+    try:
+        with store_lock(state.run_dir.parent):
+            return apply_events(state.store, frame, state.recommender.items, state.config.features)
+    except FeatureInputError as error:
+        raise invalid("ts", "body", str(error)) from None
+
+
+def build_router(limits: Limits) -> APIRouter:
+    router = APIRouter(
+        tags=["events"], responses={401: {"model": Error}, 403: {"model": Error}, 422: {"model": Error}}
+    )
+
+    @router.post("/v1/events", response_model=EventsAccepted, dependencies=[Writer])
+    async def post_events(request: Request, state: State, body: Event | EventBatch) -> EventsAccepted:
+        """One event or ``{"events": [...]}``; the next recommendation reflects them (the item is
+        excluded, history-based scores move). Needs ``Authorization: Bearer <token>``."""
+        events = body.events if isinstance(body, EventBatch) else [body]
+        if len(events) > limits.max_events:
+            raise invalid("events", "body", f"at most {limits.max_events} events per request")
+        prefix = "events." if isinstance(body, EventBatch) else ""
+        for position, event in enumerate(events):
+            if state.recommender.catalog.index(event.item_id) is None:
+                field = f"{prefix}{position}.item_id" if prefix else "item_id"
+                raise invalid(
+                    field, "body", f"item '{event.item_id}' is not in the catalog of run {state.run_id}"
+                )
+        written = await anyio.to_thread.run_sync(_apply, state, events)
+        metrics: Metrics = request.app.state.metrics
+        metrics.events.inc(len(events))
+        return EventsAccepted(accepted=len(events), records_written=written, run_id=state.run_id)
+
+    return router
+
+
+__all__ = ["ServingError", "build_router"]

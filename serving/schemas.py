@@ -1,0 +1,125 @@
+"""Request and response bodies of the HTTP API (they are the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ID_PATTERN = r"^[^\x00-\x1f]+$"
+"""Ids are non-empty and free of control characters (the online store separates key parts with one)."""
+UserId = Field(min_length=1, max_length=256, pattern=ID_PATTERN)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FeatureContribution(Strict):
+    feature: str
+    value: float | None
+    """The feature's value (null: missing, e.g. the item was not retrieved by that source)."""
+    contribution: float
+    """Its share of the score (LightGBM SHAP value): bias + all contributions == score."""
+
+
+class Explanation(Strict):
+    bias: float
+    features: list[FeatureContribution]
+    """Largest absolute contribution first."""
+
+
+class RecommendedItem(Strict):
+    item_id: str
+    title: str | None
+    rank: int
+    score: float
+    sources: list[str]
+    """Candidate sources that retrieved the item (empty for a text query)."""
+    explanation: Explanation | None = None
+
+
+class Recommendations(Strict):
+    user_id: str
+    run_id: str
+    as_of: int
+    """The moment described: events strictly before it count."""
+    strategy: Literal["ranked", "popular", "text_query"]
+    fallback: bool
+    """The user has no history: the answer is recent popularity (or the text query's matches)."""
+    items: list[RecommendedItem]
+
+
+class SimilarItem(Strict):
+    item_id: str
+    title: str | None
+    rank: int
+    score: float
+    """Cosine similarity of the item vectors."""
+
+
+class SimilarItems(Strict):
+    item_id: str
+    run_id: str
+    items: list[SimilarItem]
+
+
+class Event(Strict):
+    user_id: str = UserId
+    item_id: str = UserId
+    ts: int = Field(ge=0, le=10**11)
+    """Unix seconds; not before the online store's last push."""
+    event: str = Field("interaction", min_length=1, max_length=64)
+    rating: float | None = Field(None, ge=-1e6, le=1e6)
+    weight: float = Field(1.0, ge=-1e6, le=1e6)
+
+
+class EventBatch(Strict):
+    events: list[Event] = Field(min_length=1)
+
+
+class EventsAccepted(Strict):
+    accepted: int
+    records_written: int
+    run_id: str
+
+
+class BatchRequest(Strict):
+    user_ids: list[str] = Field(min_length=1)
+    k: int = Field(10, ge=1)
+    exclude_seen: bool = True
+    filter: str | None = Field(None, max_length=1000)
+
+
+class BatchRecommendations(Strict):
+    run_id: str
+    results: list[Recommendations]
+
+
+class Health(Strict):
+    status: Literal["ok"]
+
+
+class Ready(Strict):
+    status: Literal["ready"]
+    run_id: str
+    loaded_at: float
+
+
+class Reloaded(Strict):
+    previous_run_id: str | None
+    run_id: str
+    changed: bool
+
+
+class FieldError(Strict):
+    field: str
+    location: str
+    message: str
+
+
+class Error(Strict):
+    error: str
+    """A short code: invalid_request, unauthorized, writes_disabled, not_found, body_too_large, ..."""
+    message: str
+    fields: list[FieldError] = []

@@ -1,0 +1,265 @@
+"""What a worker serves from: one promoted run loaded whole, swapped atomically on reload.
+
+A :class:`ServingState` is built off to the side (:func:`load_state`) and published by one
+reference assignment in :class:`StateHolder`; a request takes the reference once and keeps
+using that state to its end, so a reload never drops or mixes requests. A replaced state is
+closed by garbage collection once its last request finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from recsys.artifacts import RunStore
+from recsys.catalog import Histories
+from recsys.config import Config
+from recsys.index import ANNIndex, load_index
+from recsys.ranking.behaviour import OnlineBehaviour
+from recsys.recommend import Recommender
+from recsys.retrieval.semantic import SemanticSource
+from serving.settings import ServingSettings
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from feature_store.online import OnlineStore
+
+log = logging.getLogger("recsys.serving")
+
+FILTER_KEYS = {"category": "categories", "tag": "tags"}
+"""``filter=`` keys and the item list columns they match."""
+LOCK_FILE = ".online_store.lock"
+
+
+class FilterError(ValueError):
+    """A ``filter`` expression that cannot be parsed; the message says what is wrong."""
+
+
+@contextmanager
+def store_lock(runs_dir: Path) -> Iterator[None]:
+    """One writer at a time across this host's workers (the online store assumes a single writer)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    with open(runs_dir / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def serving_config(run_dir: Path, config: Config) -> Config:
+    """The run's own config (its models and feature definitions) with this deployment's online store."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    run_config = Config.model_validate(manifest["config"])
+    features = run_config.features.model_copy(update={"online": config.features.online})
+    return run_config.model_copy(update={"features": features})
+
+
+def ensure_published(run_dir: Path, config: Config) -> None:
+    """Push the run's features to the online store unless it already holds this run's state."""
+    from feature_store.online import open_online_store
+    from recsys.online_publish import publish_to_online
+
+    with store_lock(run_dir.parent):
+        with open_online_store(config.features, run_dir.parent) as store:
+            meta = store.read_meta()
+            current = (
+                meta.get("run_id") == run_dir.name and meta.get("definitions") == store.definitions_version
+            )
+        if not current:
+            log.info("pushing run %s to the online store", run_dir.name)
+            publish_to_online(run_dir, config)
+
+
+def store_run_id(config: Config, runs_dir: Path) -> str | None:
+    """The run whose state the online store holds (None: never pushed)."""
+    from feature_store.online import open_online_store
+
+    with open_online_store(config.features, runs_dir) as store:
+        return store.read_meta().get("run_id")
+
+
+@dataclass
+class ServingState:
+    """A promoted run, ready to answer: recommender, online store, histories, item metadata."""
+
+    run_id: str
+    run_dir: Path
+    config: Config
+    recommender: Recommender
+    store: OnlineStore
+    index: ANNIndex
+    histories: dict[str, tuple[np.ndarray, np.ndarray]]
+    """The run's history of each user (item indices, ts; oldest first): the complete seen-set."""
+    data_until: int
+    """The run's last event time: live events after it come from the online store."""
+    as_of: int
+    """The moment the run's features describe (just after its last event)."""
+    titles: list[str | None]
+    clock: str = "events"
+    loaded_at: float = field(default_factory=time.time)
+    _filters: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _encoder: SentenceTransformer | None = field(default=None, repr=False)
+    _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # -- histories --------------------------------------------------------------------------
+    def history(self, user_id: str) -> Histories:
+        """The user's run history plus their live events from the online store (newer than the run)."""
+        from feature_store.online import get_user_history
+
+        items, stamps = self.histories.get(user_id, (_EMPTY, _EMPTY))
+        live = [(item, ts) for item, ts in get_user_history(self.store, user_id) if ts > self.data_until]
+        if live:
+            index = self.recommender.catalog.index
+            known = [(index(item), ts) for item, ts in live if index(item) is not None]
+            items = np.concatenate([items, np.asarray([i for i, _ in known], dtype=np.int64)])
+            stamps = np.concatenate([stamps, np.asarray([ts for _, ts in known], dtype=np.int64)])
+        return Histories([user_id], [items], [stamps])
+
+    def now(self, history: Histories) -> int:
+        """The moment to describe: just after the latest event known (``events`` clock) or the time."""
+        if self.clock == "wall":
+            return max(int(time.time()), self.as_of)
+        stamps = history.timestamps[0]
+        return max(self.as_of, int(stamps.max()) + 1 if len(stamps) else self.as_of)
+
+    # -- item metadata ------------------------------------------------------------------------
+    def allowed(self, expression: str | None) -> np.ndarray | None:
+        """Boolean mask over the catalog for ``category:jazz,tag:live`` (all clauses must hold)."""
+        if not expression:
+            return None
+        mask = self._filters.get(expression)
+        if mask is not None:
+            return mask
+        items = self.recommender.items
+        mask = np.ones(len(self.recommender.catalog), dtype=bool)
+        for clause in expression.split(","):
+            key, sep, value = clause.strip().partition(":")
+            if not sep or not value.strip():
+                raise FilterError(f"'{clause}' is not key:value (e.g. category:jazz)")
+            column = FILTER_KEYS.get(key.strip().lower())
+            if column is None:
+                raise FilterError(f"unknown filter key '{key}'; known: {', '.join(FILTER_KEYS)}")
+            if column in items.columns:
+                matches = items[column].list.contains(value.strip()).fill_null(False).to_numpy()
+            else:
+                matches = np.zeros(len(mask), dtype=bool)
+            mask &= matches
+        if len(self._filters) < 1024:
+            self._filters[expression] = mask
+        return mask
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """The run's fine-tuned encoder applied to ``text`` (the model is loaded on first use)."""
+        from recsys.embeddings import encode_texts
+        from recsys.encoder.model import load_encoder
+
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = load_encoder(self.run_dir / "encoder" / "model")
+            encoder = self._encoder
+        return encode_texts(encoder, [text], self.config.embeddings, show_progress=False)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+def load_state(settings: ServingSettings, config: Config) -> ServingState:
+    """The promoted run of the runs folder, loaded whole (pushed to the online store first if needed)."""
+    import torch
+
+    from feature_store.online import open_online_store
+
+    torch.set_num_threads(1)  # one request's work is small: threads only contend with other workers
+    runs_dir = settings.runs(config)
+    run_dir = RunStore(runs_dir).current_dir()
+    run_config = serving_config(run_dir, config)
+    ensure_published(run_dir, run_config)
+    items = pl.read_parquet(run_dir / "data" / "items.parquet")
+    store = open_online_store(run_config.features, runs_dir)
+    try:
+        behaviour = OnlineBehaviour(store, items, run_config.features)
+        recommender = Recommender.load(run_dir, behaviour)
+        recommender.config = run_config
+        events = pl.read_parquet(
+            run_dir / "data" / "interactions.parquet", columns=["user_id", "item_id", "ts"]
+        )
+        histories = Histories.from_interactions(events, recommender.catalog)
+        as_of = int(store.read_meta().get("as_of", 0))
+    except BaseException:
+        store.close()
+        raise
+    semantic = [source for source in recommender.sources if isinstance(source, SemanticSource)]
+    index = semantic[0].index if semantic else load_index(run_dir / "index")
+    titles = items["title"].cast(pl.String).to_list() if "title" in items.columns else [None] * items.height
+    data_until = int(events["ts"].max()) if events.height else 0  # type: ignore[arg-type]
+    return ServingState(
+        run_id=run_dir.name,
+        run_dir=run_dir,
+        config=run_config,
+        recommender=recommender,
+        store=store,
+        index=index,
+        histories={
+            user: (items_, stamps)
+            for user, items_, stamps in zip(
+                histories.user_ids, histories.items, histories.timestamps, strict=True
+            )
+        },
+        data_until=data_until,
+        as_of=max(as_of, data_until + 1),
+        titles=titles,
+        clock=settings.clock,
+    )
+
+
+class StateHolder:
+    """The current state behind one reference; reloads are serialized and never block requests."""
+
+    def __init__(self, settings: ServingSettings, config: Config) -> None:
+        self.settings = settings
+        self.config = config
+        self.current: ServingState | None = None
+        self._reload_lock = asyncio.Lock()
+
+    async def reload(self) -> tuple[str | None, str]:
+        """Load the promoted run off the event loop and swap it in; returns (previous, new) run ids."""
+        import anyio.to_thread
+
+        async with self._reload_lock:
+            previous = self.current.run_id if self.current else None
+            state = await anyio.to_thread.run_sync(load_state, self.settings, self.config)
+            self.current = state
+            return previous, state.run_id
+
+    async def follow_store(self, on_reload: Any) -> None:
+        """Reload when the online store holds another run (another worker, or the nightly job, pushed it)."""
+        import anyio.to_thread
+
+        interval = self.settings.sync_interval_s
+        runs_dir = self.settings.runs(self.config)
+        while interval > 0:
+            await asyncio.sleep(interval)
+            try:
+                pushed = await anyio.to_thread.run_sync(store_run_id, self.config, runs_dir)
+                if self.current is not None and pushed is not None and pushed != self.current.run_id:
+                    previous, new = await self.reload()
+                    on_reload(previous, new)
+            except Exception:  # keep serving the state we have; the next check tries again
+                log.exception("checking the online store for a newer run failed")
