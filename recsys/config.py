@@ -176,9 +176,11 @@ class PipelineConfig(Section):
 class ServingConfig(Section):
     host: str = "127.0.0.1"
     port: int = 8000
-    max_k: int = 200
-    max_batch_users: int = 1000
-    max_body_bytes: int = 1_000_000
+    max_k: int = Field(200, ge=1)
+    max_batch_users: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1)
+    max_events: int = Field(1000, ge=1)
+    """Events accepted in one POST /v1/events."""
 
 
 class DemoConfig(Section):
