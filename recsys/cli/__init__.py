@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from recsys.cli import config, data, embed, encoder, features, index, inspect, pipeline, runs
+from recsys.cli import config, data, embed, encoder, features, index, inspect, pipeline, runs, serve
 from recsys.cli.common import State
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -36,6 +36,7 @@ app.command("similar")(index.similar)
 app.add_typer(inspect.app, name="inspect")
 app.command("report")(inspect.report)
 pipeline.register(app)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:
