@@ -1,0 +1,76 @@
+"""Shared by the serving tests: the tiny run's coordinates, app settings and real uvicorn servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from serving.settings import ServingSettings
+
+CONFIG = Path(__file__).parents[1] / "dags" / "tiny_config.yaml"
+RUN_ID = "run-serving"
+TOKEN = "test-token-0123456789"
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    runs_dir: Path
+    config_path: Path
+    run_id: str
+
+
+def settings_for(run: TinyRun, token: str | None = TOKEN, **limits: int) -> ServingSettings:
+    return ServingSettings(
+        runs_dir=run.runs_dir,
+        config=run.config_path,
+        api_token=token,
+        sync_interval_s=0,
+        **limits,  # type: ignore[arg-type]
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def start_server(run: TinyRun, workers: int = 1) -> LiveServer:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RECSYS_RUNS_DIR": str(run.runs_dir),
+        "RECSYS_CONFIG": str(run.config_path),
+        "RECSYS_API_TOKEN": TOKEN,
+        "RECSYS_SYNC_INTERVAL_S": "0.5",
+        "POLARS_MAX_THREADS": "1",
+    }
+    command = [sys.executable, "-m", "uvicorn", "serving.app:app_from_env", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"uvicorn exited: {process.stderr.read().decode() if process.stderr else ''}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return LiveServer(url, process)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("uvicorn did not become ready within 120 s")
