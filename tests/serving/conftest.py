@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from srv_helpers import CONFIG, RUN_ID, LiveServer, TinyRun, start_server
+from srv_helpers import CONFIG, RUN_ID, LiveServer, TinyRun, start_server, stop_server
 
 from recsys.config import load_config
 from recsys.data.demo import DemoSpec, write_demo
@@ -49,9 +48,4 @@ def live_server(runs_copy: TinyRun) -> Iterator[Callable[..., LiveServer]]:
 
     yield start
     for server in started:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+        stop_server(server)

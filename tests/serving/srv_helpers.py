@@ -74,3 +74,12 @@ def start_server(run: TinyRun, workers: int = 1) -> LiveServer:
         time.sleep(0.2)
     process.kill()
     raise RuntimeError("uvicorn did not become ready within 120 s")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
