@@ -44,7 +44,7 @@ class UserCandidates:
     source_ranks: np.ndarray
     """[candidates, sources] rank of the item in each source (NaN: not retrieved by it)."""
     features: np.ndarray
-    """[candidates, features] float32 in ``feature_names`` order (the ranker's), NaN for missing."""
+    """[candidates, features] in ``feature_names`` order (the ranker's): float32 values, NaN for missing."""
     feature_names: list[str]
     scores: np.ndarray
     fallback: bool
@@ -145,7 +145,9 @@ class Recommender:
             for source in self.sources
         ]
         if allowed is not None:
-            found = [(idx[allowed[idx]], score[allowed[idx]], rank[allowed[idx]]) for idx, score, rank in found]
+            found = [
+                (idx[allowed[idx]], score[allowed[idx]], rank[allowed[idx]]) for idx, score, rank in found
+            ]
         union = np.unique(np.concatenate([np.zeros(0, np.int64), *(idx for idx, _, _ in found)]))
         n_sources = len(self.sources)
         ranks = np.full((len(union), n_sources), np.nan, dtype=np.float32)
@@ -162,13 +164,14 @@ class Recommender:
             columns[f"cand_{source.name}_score"] = scores[:, column]
             columns[f"cand_{source.name}_rank"] = ranks[:, column]
         columns.update(self._semantic_features(histories, union))
-        columns.update(self._behavioural_features(user_id, union, as_of))
+        columns.update(self._behavioural_features(user_id, union, as_of, history))
         created = self._created_at()
         columns["item_age_days"] = ((as_of - created[union]) / DAY).astype(np.float32)
         names = self.ranker.features
-        matrix = np.empty((len(union), len(names)), dtype=np.float32)
+        # float32 values (what the batch path feeds the ranker) held as float64: LightGBM reads those faster
+        matrix = np.empty((len(union), len(names)), dtype=np.float64)
         for i, name in enumerate(names):
-            matrix[:, i] = columns[name]
+            matrix[:, i] = columns[name].astype(np.float32)
         predicted = (
             np.asarray(self.ranker.booster.predict(matrix, num_threads=1), dtype=np.float64)
             if len(union)
@@ -283,11 +286,11 @@ class Recommender:
         }
 
     def _behavioural_features(
-        self, user_id: str, candidates: np.ndarray, as_of: int
+        self, user_id: str, candidates: np.ndarray, as_of: int, history: np.ndarray
     ) -> dict[str, np.ndarray]:
         names = self.behaviour.names()
         if isinstance(self.behaviour, OnlineBehaviour):  # straight to arrays, no frames
-            values = self.behaviour.user_features(user_id, as_of, candidates)
+            values = self.behaviour.user_features(user_id, as_of, candidates, seen=history)
             return {name: values[:, i] for i, name in enumerate(names)}
         rows = pl.DataFrame(
             {

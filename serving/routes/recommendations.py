@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import numpy as np
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel
 
 from serving.dependencies import ServingError, State, invalid
 from serving.metrics import Metrics
@@ -22,6 +23,13 @@ from serving.schemas import (
 )
 from serving.settings import Limits
 from serving.state import FilterError, ServingState
+
+
+def json_response(body: BaseModel) -> Response:
+    """The body serialized once by pydantic (the route's ``response_model`` documents it; FastAPI would
+    validate and serialize it a second time)."""
+    return Response(body.model_dump_json(), media_type="application/json")
+
 
 ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Error}, 503: {"model": Error}}
 
@@ -138,14 +146,16 @@ def build_router(limits: Limits) -> APIRouter:
                 description="Text searched semantically for users without history.",
             ),
         ] = None,
-    ) -> Recommendations:
+    ) -> Response:
         """The user's top ``k``: ranked for known users, recent popularity (flagged ``fallback``) for
         unknown ones, or with ``q`` the items nearest to that text."""
         metrics: Metrics = request.app.state.metrics
         allowed = _allowed(state, filter, "filter", "query")
         if q is not None and not len(state.history(user_id).items[0]):
-            return await anyio.to_thread.run_sync(search_text, state, user_id, q, k, allowed, metrics)
-        return recommend(state, user_id, k, exclude_seen, allowed, explain, metrics)
+            answer = await anyio.to_thread.run_sync(search_text, state, user_id, q, k, allowed, metrics)
+        else:
+            answer = recommend(state, user_id, k, exclude_seen, allowed, explain, metrics)
+        return json_response(answer)
 
     @router.post("/v1/recommendations/batch", response_model=BatchRecommendations)
     async def batch_recommendations(
