@@ -245,6 +245,12 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="Write the results as JSON here.")
+    parser.add_argument(
+        "--cache-size",
+        type=int,
+        default=0,
+        help="Answer cache per worker (RECSYS_CACHE_SIZE); 0 (default): every request is ranked afresh.",
+    )
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:  # the load-generator process: its spec comes on stdin
@@ -266,6 +272,7 @@ def main() -> None:
         "RECSYS_RUNS_DIR": str(args.runs.resolve()),
         "RECSYS_API_TOKEN": TOKEN,
         "RECSYS_SYNC_INTERVAL_S": "2",
+        "RECSYS_CACHE_SIZE": str(args.cache_size),
         "POLARS_MAX_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
@@ -283,6 +290,7 @@ def main() -> None:
         "workers": args.workers,
         "cores": len(os.sched_getaffinity(0)),
         "k": args.k,
+        "cache_size": args.cache_size,
         "candidates_k": retrieval["candidates_k"],
         "users": len(users),
         "service": [],
@@ -312,7 +320,8 @@ def main() -> None:
         _stop(bare)
 
     print(
-        f"\nrun {results['run_id']}: {args.workers} workers on {results['cores']} cores, k={args.k} "
+        f"\nrun {results['run_id']}: {args.workers} workers on {results['cores']} cores, k={args.k}, "
+        f"answer cache {args.cache_size} "
         f"from <= {results['candidates_k']} candidates, {args.seconds:.0f}s per level"
     )
     header = ("concurrency", "p50 ms", "p99 ms", "req/s", "failed", "bare req/s", "share")

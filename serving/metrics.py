@@ -44,6 +44,9 @@ class Metrics:
         self.fallbacks = Counter(
             "recsys_fallbacks", "Users without history answered by the fallback", registry=self.registry
         )
+        self.cache_hits = Counter(
+            "recsys_answer_cache_hits", "Ranked answers served from the answer cache", registry=self.registry
+        )
         self.events = Counter(
             "recsys_events_applied", "Live events written to the online store", registry=self.registry
         )

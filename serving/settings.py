@@ -45,6 +45,9 @@ class ServingSettings(BaseSettings):
     clock: Literal["events", "wall"] = "events"
     """The moment a recommendation describes: ``events``: just after the latest event known (of the
     run, or of the user: reproducible, equal to batch); ``wall``: the current time."""
+    cache_size: int = Field(50_000, ge=0)
+    """Ranked answers kept per worker, keyed by everything they depend on (user history, moment,
+    store push, parameters), so a repeated request skips ranking; 0 disables."""
     sync_interval_s: float = Field(5.0, ge=0)
     """How often a worker checks whether another one loaded a newer run (0: never)."""
 

@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +43,34 @@ log = logging.getLogger("recsys.serving")
 FILTER_KEYS = {"category": "categories", "tag": "tags"}
 """``filter=`` keys and the item list columns they match."""
 LOCK_FILE = ".online_store.lock"
+
+
+CACHE_TAIL = 32
+"""History entries (the latest) that identify a user's history in the answer cache, with its length."""
+
+
+class ResultCache:
+    """Answers by key, least recently used dropped first; thread-safe (the batch route runs in threads)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._answers: OrderedDict[tuple[object, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...]) -> Any:
+        with self._lock:
+            answer = self._answers.get(key)
+            if answer is not None:
+                self._answers.move_to_end(key)
+            return answer
+
+    def put(self, key: tuple[object, ...], answer: Any) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._answers[key] = answer
+            while len(self._answers) > self.size:
+                self._answers.popitem(last=False)
 
 
 class FilterError(ValueError):
@@ -110,6 +139,7 @@ class ServingState:
     """The moment the run's features describe (just after its last event)."""
     titles: list[str | None]
     clock: str = "events"
+    cache: ResultCache = field(default_factory=lambda: ResultCache(0))
     loaded_at: float = field(default_factory=time.time)
     _filters: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _encoder: SentenceTransformer | None = field(default=None, repr=False)
@@ -128,6 +158,15 @@ class ServingState:
             items = np.concatenate([items, np.asarray([i for i, _ in known], dtype=np.int64)])
             stamps = np.concatenate([stamps, np.asarray([ts for _, ts in known], dtype=np.int64)])
         return Histories([user_id], [items], [stamps])
+
+    def answer_key(self, history: Histories, now: int, *request: object) -> tuple[object, ...]:
+        """What a ranked answer depends on besides the run: the user's history (live events change its
+        tail), the moment, the online store's push, and the request's own parameters."""
+        items, stamps = history.items[0], history.timestamps[0]
+        behaviour = self.recommender.behaviour
+        pushed = behaviour.pushed_as_of() if isinstance(behaviour, OnlineBehaviour) else None
+        tail = (items[-CACHE_TAIL:].tobytes(), stamps[-CACHE_TAIL:].tobytes())
+        return (history.user_ids[0], len(items), tail, now, pushed, *request)
 
     def now(self, history: Histories) -> int:
         """The moment to describe: just after the latest event known (``events`` clock) or the time."""
@@ -226,6 +265,7 @@ def load_state(settings: ServingSettings, config: Config) -> ServingState:
         as_of=max(as_of, data_until + 1),
         titles=titles,
         clock=settings.clock,
+        cache=ResultCache(settings.cache_size),
     )
 
 

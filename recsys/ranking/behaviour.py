@@ -365,6 +365,10 @@ class OnlineBehaviour:
             compiled.append(evaluator)
         return compiled
 
+    def pushed_as_of(self) -> str | None:
+        """The store push whose item state is in use (changes when the store is pushed again)."""
+        return self._item_side().as_of
+
     @property
     def polars_features(self) -> list[str]:
         """Features evaluated by polars (their expression has no exact numpy translation)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import numpy as np
@@ -46,14 +46,24 @@ def recommend(
     user_id: str,
     k: int,
     exclude_seen: bool,
-    allowed: np.ndarray | None,
+    filter_expression: str | None,
     explain: bool,
     metrics: Metrics,
 ) -> Recommendations:
-    """The user's top ``k`` from the shared :class:`~recsys.recommend.Recommender` (fallback if unknown)."""
+    """The user's top ``k`` from the shared :class:`~recsys.recommend.Recommender` (fallback if unknown).
+
+    Answers without explanations are cached by everything they depend on (:meth:`ServingState.answer_key`).
+    """
     recommender = state.recommender
     history = state.history(user_id)
     now = state.now(history)
+    key = state.answer_key(history, now, k, exclude_seen, filter_expression)
+    cached: Recommendations | None = None if explain else state.cache.get(key)
+    if cached is not None:
+        metrics.cache_hits.inc()
+        _count(metrics, cached.strategy, cached.fallback)
+        return cached
+    allowed = state.allowed(filter_expression)
     candidates = recommender.score_user(history, now, allowed, exclude_seen=exclude_seen)
     top = candidates.top(k)
     explanations: list[Explanation | None] = [None] * len(top)
@@ -76,11 +86,9 @@ def recommend(
                 ],
             )
     ids = recommender.catalog.ids
-    strategy = "popular" if candidates.fallback else "ranked"
-    metrics.recommendations.labels(strategy).inc()
-    if candidates.fallback:
-        metrics.fallbacks.inc()
-    return Recommendations(
+    strategy: Literal["ranked", "popular"] = "popular" if candidates.fallback else "ranked"
+    _count(metrics, strategy, candidates.fallback)
+    answer = Recommendations(
         user_id=user_id,
         run_id=state.run_id,
         as_of=now,
@@ -98,6 +106,15 @@ def recommend(
             for rank, position in enumerate(top.tolist(), start=1)
         ],
     )
+    if not explain:
+        state.cache.put(key, answer)
+    return answer
+
+
+def _count(metrics: Metrics, strategy: str, fallback: bool) -> None:
+    metrics.recommendations.labels(strategy).inc()
+    if fallback:
+        metrics.fallbacks.inc()
 
 
 def search_text(
@@ -154,7 +171,7 @@ def build_router(limits: Limits) -> APIRouter:
         if q is not None and not len(state.history(user_id).items[0]):
             answer = await anyio.to_thread.run_sync(search_text, state, user_id, q, k, allowed, metrics)
         else:
-            answer = recommend(state, user_id, k, exclude_seen, allowed, explain, metrics)
+            answer = recommend(state, user_id, k, exclude_seen, filter, explain, metrics)
         return json_response(answer)
 
     @router.post("/v1/recommendations/batch", response_model=BatchRecommendations)
@@ -171,12 +188,12 @@ def build_router(limits: Limits) -> APIRouter:
                 raise invalid(
                     f"user_ids.{position}", "body", "ids are 1..256 characters without control characters"
                 )
-        allowed = _allowed(state, body.filter, "filter", "body")
+        _allowed(state, body.filter, "filter", "body")
         metrics: Metrics = request.app.state.metrics
 
         def run() -> list[Recommendations]:
             return [
-                recommend(state, user_id, body.k, body.exclude_seen, allowed, False, metrics)
+                recommend(state, user_id, body.k, body.exclude_seen, body.filter, False, metrics)
                 for user_id in body.user_ids
             ]
 

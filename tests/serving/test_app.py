@@ -216,6 +216,20 @@ def test_health_ready_and_metrics(client: TestClient, runs_copy: TinyRun) -> Non
     assert "recsys_http_request_duration_seconds_bucket" in text
 
 
+def test_repeated_request_is_answered_from_the_cache(client: TestClient, runs_copy: TinyRun) -> None:
+    user = _users_by_activity(runs_copy)[4]
+    first = client.get(f"/v1/users/{user}/recommendations", params={"k": 4}).json()
+    second = client.get(f"/v1/users/{user}/recommendations", params={"k": 4}).json()
+    other_k = client.get(f"/v1/users/{user}/recommendations", params={"k": 3}).json()
+    assert first == second and other_k["items"] == first["items"][:3]
+    hits = [
+        line
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("recsys_answer_cache_hits")
+    ]
+    assert hits and float(hits[0].split()[-1]) == 1.0
+
+
 def test_body_over_the_limit_is_413(runs_copy: TinyRun) -> None:
     with TestClient(create_app(settings_for(runs_copy, max_body_bytes=200))) as small:
         events = {"events": [{"user_id": "u1", "item_id": "i1", "ts": 2_000_000_000}] * 10}
