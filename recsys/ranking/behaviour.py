@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -195,11 +196,20 @@ def _compile_function(body: dict[str, Any], kinds: Mapping[str, str]) -> tuple[E
 
         def power(columns: Mapping[str, Values], n: int) -> Values:
             (a, a_valid), (b, b_valid) = base(columns, n), exponent(columns, n)
-            with np.errstate(all="ignore"):
-                return np.power(a, b), a_valid & b_valid
+            return np.fromiter(map(_libm_pow, a.tolist(), b.tolist()), np.float64, n), a_valid & b_valid
 
         return power, "float"
     raise Unsupported(f"function {function}")
+
+
+def _libm_pow(base: float, exponent: float) -> float:
+    """The C library's pow, as polars computes it (numpy's vectorized power differs in the last bit)."""
+    try:
+        return math.pow(base, exponent)
+    except OverflowError:
+        return -math.inf if base < 0 and exponent % 2 == 1 else math.inf
+    except ValueError:
+        return math.nan
 
 
 def _is_null(values: Values, null: bool) -> Values:
