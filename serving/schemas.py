@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ID_PATTERN = r"^[^\x00-\x1f]+$"
 """Ids are non-empty and free of control characters (the online store separates key parts with one)."""
 UserId = Field(min_length=1, max_length=256, pattern=ID_PATTERN)
+Id = Annotated[str, Field(min_length=1, max_length=256, pattern=ID_PATTERN)]
+FILTER_PATTERN = r"^\s*(category|tag)\s*:[^,]*[^,\s][^,]*(,\s*(category|tag)\s*:[^,]*[^,\s][^,]*)*$"
+"""``key:value`` clauses joined by commas; keys: category, tag."""
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """No unknown fields, no coercion (``0`` is not ``false``, ``"5"`` is not ``5``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class FeatureContribution(Strict):
@@ -82,13 +87,6 @@ class EventsAccepted(Strict):
     accepted: int
     records_written: int
     run_id: str
-
-
-class BatchRequest(Strict):
-    user_ids: list[str] = Field(min_length=1)
-    k: int = Field(10, ge=1)
-    exclude_seen: bool = True
-    filter: str | None = Field(None, max_length=1000)
 
 
 class BatchRecommendations(Strict):

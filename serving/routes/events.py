@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from serving.dependencies import ServingError, State, Writer, invalid
 from serving.metrics import Metrics
-from serving.schemas import Error, Event, EventBatch, EventsAccepted
+from serving.schemas import Error, Event, EventBatch, EventsAccepted, FieldError
 from serving.settings import Limits
 from serving.state import ServingState, store_lock
 
@@ -31,13 +31,17 @@ def _apply(state: ServingState, events: list[Event]) -> int:
     try:
         with store_lock(state.run_dir.parent):
             return apply_events(state.store, frame, state.recommender.items, state.config.features)
-    except FeatureInputError as error:
-        raise invalid("ts", "body", str(error)) from None
+    except FeatureInputError as error:  # older than the last push: it would be counted twice
+        message = str(error)
+        raise ServingError(
+            409, "stale_event", message, [FieldError(field="ts", location="body", message=message)]
+        ) from None
 
 
 def build_router(limits: Limits) -> APIRouter:
     router = APIRouter(
-        tags=["events"], responses={401: {"model": Error}, 403: {"model": Error}, 422: {"model": Error}}
+        tags=["events"],
+        responses={code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 422)},
     )
 
     @router.post("/v1/events", response_model=EventsAccepted, dependencies=[Writer])
@@ -51,8 +55,12 @@ def build_router(limits: Limits) -> APIRouter:
         for position, event in enumerate(events):
             if state.recommender.catalog.index(event.item_id) is None:
                 field = f"{prefix}{position}.item_id" if prefix else "item_id"
-                raise invalid(
-                    field, "body", f"item '{event.item_id}' is not in the catalog of run {state.run_id}"
+                message = f"item '{event.item_id}' is not in the catalog of run {state.run_id}"
+                raise ServingError(
+                    404,
+                    "not_found",
+                    f"{field}: {message}",
+                    [FieldError(field=field, location="body", message=message)],
                 )
         written = await anyio.to_thread.run_sync(_apply, state, events)
         metrics: Metrics = request.app.state.metrics

@@ -6,18 +6,19 @@ from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import numpy as np
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from serving.dependencies import ServingError, State, invalid
 from serving.metrics import Metrics
 from serving.schemas import (
+    FILTER_PATTERN,
     ID_PATTERN,
     BatchRecommendations,
-    BatchRequest,
     Error,
     Explanation,
     FeatureContribution,
+    Id,
     Recommendations,
     RecommendedItem,
 )
@@ -152,7 +153,12 @@ def build_router(limits: Limits) -> APIRouter:
         k: int = Query(10, ge=1, le=limits.max_k, description="How many items."),
         exclude_seen: Annotated[bool, Query(description="Never recommend items the user had.")] = True,
         filter: Annotated[
-            str | None, Query(max_length=1000, description="e.g. category:jazz or category:jazz,tag:live")
+            str | None,
+            Query(
+                max_length=1000,
+                pattern=FILTER_PATTERN,
+                description="Item metadata that must match, e.g. category:jazz or category:jazz,tag:live",
+            ),
         ] = None,
         explain: Annotated[bool, Query(description="Add feature values and contributions.")] = False,
         q: Annotated[
@@ -174,28 +180,25 @@ def build_router(limits: Limits) -> APIRouter:
             answer = recommend(state, user_id, k, exclude_seen, filter, explain, metrics)
         return json_response(answer)
 
-    @router.post("/v1/recommendations/batch", response_model=BatchRecommendations)
+    @router.post(
+        "/v1/recommendations/batch",
+        response_model=BatchRecommendations,
+        responses={400: {"model": Error}, 413: {"model": Error}},
+    )
     async def batch_recommendations(
-        request: Request, state: State, body: BatchRequest
+        request: Request,
+        state: State,
+        user_ids: list[Id] = Body(min_length=1, max_length=limits.max_batch_users, embed=True),
+        k: int = Body(10, ge=1, le=limits.max_k, embed=True),
+        exclude_seen: bool = Body(True, embed=True, strict=True),
+        filter: str | None = Body(None, max_length=1000, pattern=FILTER_PATTERN, embed=True),
     ) -> BatchRecommendations:
         """Recommendations for many users at once (each as ``GET .../recommendations`` would answer)."""
-        if len(body.user_ids) > limits.max_batch_users:
-            raise invalid("user_ids", "body", f"at most {limits.max_batch_users} users per request")
-        if body.k > limits.max_k:
-            raise invalid("k", "body", f"must be at most {limits.max_k}")
-        for position, user_id in enumerate(body.user_ids):
-            if not user_id or len(user_id) > 256 or any(ord(char) < 32 for char in user_id):
-                raise invalid(
-                    f"user_ids.{position}", "body", "ids are 1..256 characters without control characters"
-                )
-        _allowed(state, body.filter, "filter", "body")
+        _allowed(state, filter, "filter", "body")
         metrics: Metrics = request.app.state.metrics
 
         def run() -> list[Recommendations]:
-            return [
-                recommend(state, user_id, body.k, body.exclude_seen, body.filter, False, metrics)
-                for user_id in body.user_ids
-            ]
+            return [recommend(state, user, k, exclude_seen, filter, False, metrics) for user in user_ids]
 
         return BatchRecommendations(run_id=state.run_id, results=await anyio.to_thread.run_sync(run))
 

@@ -128,8 +128,8 @@ def test_writes_need_the_token(client: TestClient, runs_copy: TinyRun) -> None:
         ("post", "/v1/recommendations/batch", {"user_ids": ["a", "b", "c", "d", "e", "f"]}, "user_ids"),
         ("post", "/v1/recommendations/batch", {"user_ids": ["a"], "k": 100000}, "k"),
         ("post", "/v1/events", {"user_id": "u1", "item_id": "i1"}, "ts"),
-        ("post", "/v1/events", {"user_id": "u1", "item_id": "no-such-item", "ts": 2_000_000_000}, "item_id"),
-        ("post", "/v1/events", {"user_id": "u1", "item_id": "i1", "ts": 1}, "ts"),
+        ("post", "/v1/recommendations/batch", {"user_ids": ["ok", ""]}, "1"),
+        ("post", "/v1/events", {"events": []}, "events"),
     ],
 )
 def test_bad_parameters_get_422_naming_the_field(
@@ -141,6 +141,15 @@ def test_bad_parameters_get_422_naming_the_field(
     assert body["error"] == "invalid_request"
     assert any(f["field"].split(".")[-1] == field for f in body["fields"]), body
     assert field in body["message"]
+
+
+def test_events_for_unknown_items_are_404_and_stale_ones_409(client: TestClient) -> None:
+    unknown = {"events": [{"user_id": "u1", "item_id": "no-such-item", "ts": 2_000_000_000}]}
+    answer = client.post("/v1/events", json=unknown, headers=AUTH)
+    assert answer.status_code == 404 and answer.json()["fields"][0]["field"] == "events.0.item_id"
+    stale = client.post("/v1/events", json={"user_id": "u1", "item_id": "i1", "ts": 1}, headers=AUTH)
+    assert stale.status_code == 409 and stale.json()["fields"][0]["field"] == "ts"
+    assert "before the last push" in stale.json()["message"]
 
 
 def test_unknown_item_is_404_and_similar_excludes_the_item(client: TestClient) -> None:
