@@ -105,7 +105,7 @@ def test_reload_under_load_drops_no_request(
 
 
 def test_schemathesis_finds_no_server_error(
-    runs_copy: TinyRun, live_server: Callable[..., LiveServer]
+    runs_copy: TinyRun, live_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
     """schemathesis (its CLI, as one would run it by hand) over the OpenAPI schema, with the token so
     writes and reload are exercised too: every generated request answers, never with a 5xx."""
@@ -113,6 +113,6 @@ def test_schemathesis_finds_no_server_error(
     command = [str(Path(sys.executable).parent / "schemathesis"), "run", f"{server.url}/openapi.json"]
     command += ["--checks", "not_a_server_error", "--header", f"Authorization: Bearer {TOKEN}"]
     command += ["--max-examples", "30", "--seed", "7", "--workers", "1", "--no-color"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout.lower(), result.stdout[-4000:]
