@@ -14,7 +14,13 @@ from recsys.data.demo import DemoSpec, write_demo
 from recsys.pipeline import RunContext, run_pipeline
 
 SPEC = DemoSpec(users=120, items=160, events=4000, topics=8, days=60, seed=11)
-QUICK = {"encoder": {"time_budget_s": 8, "max_pairs": 200}, "evaluation": {"baselines": ["popular"]}}
+QUICK = {
+    "encoder": {"time_budget_s": 8, "max_pairs": 200},
+    "evaluation": {"baselines": ["popular"]},
+    # co-visitation weights 1/steps summed in no fixed order break ties at the per-item top-k cut
+    # differently from call to call in the offline features; with one step they are whole counts
+    "features": {"covisit_max_gap": 1},
+}
 
 
 @pytest.fixture(scope="session")

@@ -88,12 +88,7 @@ def stop_server(server: LiveServer) -> None:
         server.process.wait()
 
 
-def batch_answer(config: Config, run: TinyRun, user: str, online: list[str]) -> pl.DataFrame:
-    """``recommend_users`` for one user; re-asked (up to 5 times) while it differs from ``online``: the
-    offline co-visitation feature breaks ties at its per-item top-k cut differently from call to call
-    (feature_store sums weights in no fixed order), so one batch answer can differ from the next."""
-    for _ in range(5):
-        batch, _ = recommend_users(config, [user], 10, runs=run.runs_dir)
-        if batch["item_id"].to_list() == online:
-            break
+def batch_answer(config: Config, run: TinyRun, user: str) -> pl.DataFrame:
+    """What ``recsys.batch.recommend_users`` answers for ``user`` (k=10) from the run."""
+    batch, _ = recommend_users(config, [user], 10, runs=run.runs_dir)
     return batch

@@ -44,7 +44,7 @@ def test_online_recommendations_equal_batch(client: TestClient, runs_copy: TinyR
         answer = client.get(f"/v1/users/{user}/recommendations", params={"k": 10})
         assert answer.status_code == 200, answer.text
         body = answer.json()
-        batch = batch_answer(config, runs_copy, user, [item["item_id"] for item in body["items"]])
+        batch = batch_answer(config, runs_copy, user)
         assert body["run_id"] == runs_copy.run_id
         assert [item["item_id"] for item in body["items"]] == batch["item_id"].to_list()
         assert [item["rank"] for item in body["items"]] == list(range(1, batch.height + 1))

@@ -33,7 +33,7 @@ def test_real_server_answers_like_batch_and_takes_events(
     with httpx.Client(base_url=server.url, timeout=30) as client:
         before = client.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()
         online = [item["item_id"] for item in before["items"]]
-        batch = batch_answer(load_config(runs_copy.config_path, environ={}), runs_copy, user, online)
+        batch = batch_answer(load_config(runs_copy.config_path, environ={}), runs_copy, user)
         assert online == batch["item_id"].to_list()
 
         event = {"user_id": user, "item_id": before["items"][0]["item_id"], "ts": before["as_of"] + 5}
