@@ -182,7 +182,8 @@ def inspect_features(
     runs: Path | None = RUNS_OPTION,
 ) -> None:
     """Global importance (gain, mean |contribution|), positives vs negatives, and drift since training."""
-    inspector = _inspector(ctx, run_id, runs)
+    given = ctx.parent.params if ctx.parent is not None else {}  # `recsys inspect --run R features` too
+    inspector = _inspector(ctx, run_id or given.get("run_id"), runs or given.get("runs"))
     with console.status("scoring sample users' candidates and rebuilding the training frame"):
         tables = {
             "importance": inspector.importance(),
