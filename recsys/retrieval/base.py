@@ -8,7 +8,12 @@ import polars as pl
 
 from recsys.catalog import Histories
 
-CANDIDATE_COLUMNS = {"user_id": pl.String(), "item_idx": pl.Int64(), "score": pl.Float32(), "rank": pl.Int32()}
+CANDIDATE_COLUMNS = {
+    "user_id": pl.String(),
+    "item_idx": pl.Int64(),
+    "score": pl.Float32(),
+    "rank": pl.Int32(),
+}
 
 
 class CandidateSource(ABC):
