@@ -142,7 +142,9 @@ class RunStore:
     def list_runs(self) -> list[dict[str, Any]]:
         if not self.root.is_dir():
             return []
-        runs = [self.manifest(path.name) for path in sorted(self.root.iterdir()) if (path / MANIFEST).exists()]
+        runs = [
+            self.manifest(path.name) for path in sorted(self.root.iterdir()) if (path / MANIFEST).exists()
+        ]
         current = self.current()
         for manifest in runs:
             manifest["current"] = manifest["run_id"] == current
@@ -176,10 +178,20 @@ class RunStore:
         self.update_manifest(run_id, status="promoted")
 
     def rollback(self) -> str:
-        """Make the run promoted before the current one current again."""
+        """Make the run promoted before the current one current again.
+
+        Runs already rolled back are skipped, so repeated rollbacks walk further back in time
+        instead of bouncing between the last two runs.
+        """
         history = self._history()
         current = self.current()
-        previous = [entry["run_id"] for entry in history if entry["run_id"] != current and self.exists(entry["run_id"])]
+        previous = [
+            entry["run_id"]
+            for entry in history
+            if entry["run_id"] != current
+            and self.exists(entry["run_id"])
+            and self.manifest(entry["run_id"]).get("status") != "rolled_back"
+        ]
         if current is None or not previous:
             raise RunError("nothing to roll back to: fewer than two promoted runs")
         target = str(previous[-1])

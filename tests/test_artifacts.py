@@ -170,11 +170,6 @@ def test_rollback_needs_an_earlier_promoted_run(tmp_path: Path) -> None:
         store.rollback()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RunStore.rollback picks the latest other run in the history, which after one rollback is "
-    "the run just rolled back from; it should skip runs marked rolled_back",
-)
 def test_second_rollback_goes_further_back(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     for run_id in ("run-1", "run-2", "run-3"):
@@ -182,6 +177,9 @@ def test_second_rollback_goes_further_back(tmp_path: Path) -> None:
         store.promote(run_id)
     assert store.rollback() == "run-2"
     assert store.rollback() == "run-1"
+    assert store.manifest("run-3")["status"] == store.manifest("run-2")["status"] == "rolled_back"
+    with pytest.raises(RunError, match="nothing to roll back to"):
+        store.rollback()
 
 
 def _invoke(*args: str) -> Any:
