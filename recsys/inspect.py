@@ -27,7 +27,7 @@ import polars as pl
 
 from recsys.artifacts import RunStore
 from recsys.catalog import Histories
-from recsys.config import Config
+from recsys.config import Config, config_of_run
 from recsys.ranking.explain import (
     ItemExplanation,
     contribution_column,
@@ -126,7 +126,7 @@ class RunInspector:
 
     @cached_property
     def config(self) -> Config:
-        return Config.model_validate(self.manifest["config"])
+        return config_of_run(self.manifest["config"])
 
     @cached_property
     def context(self) -> RunContext:

@@ -26,7 +26,7 @@ import polars as pl
 
 from recsys.artifacts import RunStore
 from recsys.catalog import Histories
-from recsys.config import Config
+from recsys.config import Config, config_of_run
 from recsys.index import ANNIndex, load_index
 from recsys.ranking.behaviour import OnlineBehaviour
 from recsys.recommend import Recommender
@@ -92,7 +92,7 @@ def store_lock(runs_dir: Path) -> Iterator[None]:
 def serving_config(run_dir: Path, config: Config) -> Config:
     """The run's own config (its models and feature definitions) with this deployment's online store."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    run_config = Config.model_validate(manifest["config"])
+    run_config = config_of_run(manifest["config"])
     features = run_config.features.model_copy(update={"online": config.features.online})
     return run_config.model_copy(update={"features": features})
 

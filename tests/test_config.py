@@ -3,8 +3,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
-from recsys.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config, render_defaults
+from recsys.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    config_of_run,
+    load_config,
+    render_defaults,
+)
 
 
 def test_default_file_loads_and_equals_the_model_defaults() -> None:
@@ -14,6 +22,17 @@ def test_default_file_loads_and_equals_the_model_defaults() -> None:
 def test_default_file_documents_every_key() -> None:
     # configs/default.yaml is generated from the model; regenerate with `recsys config defaults`.
     assert DEFAULT_CONFIG_PATH.read_text() == render_defaults()
+
+    def undocumented(model: type[BaseModel], path: str) -> list[str]:
+        missing = []
+        for name, field in model.model_fields.items():
+            if not field.description:
+                missing.append(path + name)
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                missing += undocumented(field.annotation, f"{path}{name}.")
+        return missing
+
+    assert undocumented(Config, "") == []
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:
@@ -43,3 +62,14 @@ def test_env_overrides_are_typed_and_nested(tmp_path: Path) -> None:
     assert config.features.online.backend == "redis"
     with pytest.raises(ConfigError, match="unknown key 'nope'"):
         load_config(path, environ={"RECSYS_NOPE__X": "1"})
+
+
+def test_run_config_drops_keys_an_older_recsys_had_and_validates_the_rest() -> None:
+    recorded = Config().model_dump(mode="json")
+    recorded["ranking"]["valid_user_share"] = 0.2  # a key removed since that run was written
+    recorded["retired_section"] = {"x": 1}
+    config = config_of_run(recorded)
+    assert config == Config()
+    recorded["ranking"]["num_leaves"] = "many"
+    with pytest.raises(ValidationError, match="num_leaves"):
+        config_of_run(recorded)
