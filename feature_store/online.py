@@ -50,8 +50,10 @@ from recsys.config import FeaturesConfig
 
 KEY_SEPARATOR = "\x1f"
 FORMAT = "recsys-online-store/1"
-STORED_TABLES = {HISTORY: (USER_ID,), COVISIT_TABLE: (ITEM_ID,)}
-"""Stored besides the views: each user's recent history and each item's co-visitation row."""
+RECOMMENDATIONS = "recommendations"
+STORED_TABLES = {HISTORY: (USER_ID,), COVISIT_TABLE: (ITEM_ID,), RECOMMENDATIONS: (USER_ID,)}
+"""Stored besides the views: each user's recent history, each item's co-visitation row and the
+promoted run's batch recommendations per user (for consumers that read the store directly)."""
 
 
 class OnlineStoreError(RuntimeError):
@@ -89,6 +91,7 @@ class OnlineStore(ABC):
         }
         self.schemas[HISTORY] = {ITEM_ID: pl.List(pl.String()), TS: pl.List(pl.Int64())}
         self.schemas[COVISIT_TABLE] = {"other_item_id": pl.List(pl.String()), "weight": pl.List(pl.Float64())}
+        self.schemas[RECOMMENDATIONS] = {ITEM_ID: pl.List(pl.String()), "score": pl.List(pl.Float64())}
         self.definitions_version = default_feature_set(config).version
 
     # -- the contract ----------------------------------------------------------------
@@ -365,8 +368,15 @@ def _serialized(frame: pl.DataFrame, view: str, keys: Sequence[str], updated_at:
         yield view, key, value, updated_at
 
 
-def push_materialized(store: OnlineStore, frames: dict[str, pl.DataFrame], as_of: int) -> int:
-    """Replace the store's content with ``frames`` (from :func:`~feature_store.offline.materialize`)."""
+def push_materialized(
+    store: OnlineStore,
+    frames: dict[str, pl.DataFrame],
+    as_of: int,
+    recommendations: pl.DataFrame | None = None,
+    meta: Mapping[str, str] | None = None,
+) -> int:
+    """Replace the store's content with ``frames`` (from :func:`~feature_store.offline.materialize`)
+    and, when given, batch ``recommendations`` (user_id, item_id, rank, score), in one atomic push."""
     check_frames(frames, store.registry, store.config)
     rows: list[Row] = []
     for name, keys in store.keys.items():
@@ -378,10 +388,19 @@ def push_materialized(store: OnlineStore, frames: dict[str, pl.DataFrame], as_of
             frame = (
                 frames[COVISIT_TABLE].group_by(ITEM_ID, maintain_order=True).agg("other_item_id", "weight")
             )
+        elif name == RECOMMENDATIONS:
+            if recommendations is None:
+                continue
+            frame = (
+                recommendations.sort(USER_ID, "rank")
+                .group_by(USER_ID, maintain_order=True)
+                .agg(pl.col(ITEM_ID), pl.col("score").cast(pl.Float64))
+            )
         else:
             frame = frames[name]
         rows.extend(_serialized(frame, name, keys, as_of))
-    store._write(rows, replace=True, meta={"as_of": str(as_of), "definitions": store.definitions_version})
+    pushed = {**(meta or {}), "as_of": str(as_of), "definitions": store.definitions_version}
+    store._write(rows, replace=True, meta=pushed)
     return len(rows)
 
 
@@ -406,6 +425,14 @@ def get_user_history(store: OnlineStore, user_id: str) -> list[tuple[str, int]]:
     if state is None:
         return []
     return list(zip(state[ITEM_ID], state[TS], strict=True))
+
+
+def get_recommendations(store: OnlineStore, user_id: str) -> list[tuple[str, float]]:
+    """The pushed batch recommendations ``(item_id, score)`` of ``user_id``, best first (empty if none)."""
+    (state,) = store.read_many(RECOMMENDATIONS, [(user_id,)])
+    if state is None:
+        return []
+    return list(zip(state[ITEM_ID], state["score"], strict=True))
 
 
 def get_online_features(

@@ -13,12 +13,15 @@ from recsys.config import Config
 
 
 def publish_to_online(run_dir: Path, config: Config) -> dict[str, int]:
-    """Replace the online store's state with ``run_dir``'s materialized features, in one atomic push.
+    """Replace the online store's state with ``run_dir``'s materialized features and batch
+    recommendations, in one atomic push.
 
     The store is the configured backend (``features.online``); a relative SQLite path lives
     under the runs folder. The run id is recorded in the store's meta (``run_id``) so serving
     can tell which run the state belongs to. Returns the number of records written.
     """
+    import polars as pl
+
     from feature_store.offline import materialized_as_of, read_materialized
     from feature_store.online import open_online_store, push_materialized
 
@@ -26,7 +29,9 @@ def publish_to_online(run_dir: Path, config: Config) -> dict[str, int]:
     as_of = materialized_as_of(features)
     if as_of is None:  # the moment the features stage materializes at: just after the run's last event
         as_of = int(json.loads((run_dir / "manifest.json").read_text())["data"]["time_range"][1]) + 1
+    recommendations = pl.read_parquet(run_dir / "recommendations" / "recommendations.parquet")
     with open_online_store(config.features, run_dir.parent) as store:
-        records = push_materialized(store, read_materialized(features), as_of)
-        store.write_batch([], meta={"run_id": run_dir.name})
-    return {"feature_records": records, "as_of": as_of}
+        records = push_materialized(
+            store, read_materialized(features), as_of, recommendations, meta={"run_id": run_dir.name}
+        )
+    return {"records": records, "recommended_users": recommendations["user_id"].n_unique(), "as_of": as_of}

@@ -20,6 +20,7 @@ from feature_store.online import (
     SQLiteOnlineStore,
     apply_events,
     get_online_features,
+    get_recommendations,
     get_user_history,
     open_online_store,
     push_materialized,
@@ -76,6 +77,33 @@ def test_online_features_equal_training_frame_at_the_push_time(make_store: Store
         past = log.filter((pl.col("user_id") == user) & (pl.col("ts") < as_of)).sort("ts", "item_id")
         expected = list(past.select("item_id", "ts").tail(CONFIG.recent_items).iter_rows())
         assert get_user_history(store, user) == expected
+
+
+def test_batch_recommendations_are_pushed_with_the_features_and_replaced_whole(
+    make_store: StoreFactory,
+) -> None:
+    catalog, log = make_log(5)
+    as_of = int(log["ts"].quantile(0.6))  # type: ignore[arg-type]
+    recs = pl.DataFrame(
+        {
+            "user_id": ["u1", "u0", "u1"],
+            "item_id": ["i3", "i2", "i1"],
+            "rank": [2, 1, 1],
+            "score": [0.5, 0.9, 0.7],
+        }
+    )
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, as_of, CONFIG), as_of, recs, meta={"run_id": "run-a"})
+    assert get_recommendations(store, "u1") == [("i1", 0.7), ("i3", 0.5)]  # in rank order
+    assert get_recommendations(store, "u0") == [("i2", 0.9)]
+    assert get_recommendations(store, "nobody") == []
+    assert store.read_meta()["run_id"] == "run-a"
+
+    push_materialized(
+        store, materialize(log, catalog, as_of, CONFIG), as_of, recs.filter(pl.col("user_id") == "u0")
+    )
+    assert get_recommendations(store, "u1") == []  # a push replaces the previous run's state whole
+    assert "run_id" not in store.read_meta()
 
 
 def test_live_events_move_user_state_to_the_new_moment(make_store: StoreFactory) -> None:

@@ -11,7 +11,7 @@ from srv_helpers import TinyRun
 
 from feature_store.definitions import NOW, Feature
 from feature_store.offline import training_frame
-from feature_store.online import get_online_features, open_online_store
+from feature_store.online import get_online_features, get_recommendations, open_online_store
 from recsys.catalog import Histories
 from recsys.online_publish import publish_to_online
 from recsys.ranking.behaviour import OnlineBehaviour, _sample_frame, as_values, compile_feature
@@ -31,6 +31,13 @@ def test_online_behaviour_equals_the_store_and_the_offline_features(runs_copy: T
     run_dir, recommender, events, now = _run_parts(runs_copy)
     publish_to_online(run_dir, recommender.config)
     store = open_online_store(recommender.config.features, runs_copy.runs_dir)
+    batch = pl.read_parquet(run_dir / "recommendations" / "recommendations.parquet")
+    first = batch["user_id"].min()
+    expected = batch.filter(pl.col("user_id") == first).sort("rank")
+    pushed = get_recommendations(store, str(first))
+    assert [item for item, _ in pushed] == expected["item_id"].to_list()
+    assert [score for _, score in pushed] == pytest.approx(expected["score"].to_list())
+    assert store.read_meta()["run_id"] == run_dir.name
     behaviour = OnlineBehaviour(store, recommender.items, recommender.config.features)
     assert behaviour.polars_features == []  # every default feature has an exact numpy translation
     item_ids = recommender.items["item_id"].to_list()
