@@ -17,6 +17,9 @@ OTHER_ITEM_ID = "other_item_id"
 WEIGHT = "weight"
 SEQUENCE_ORDER = [USER_ID, TS, ITEM_ID]
 """A user's events in time order; same-second events are ordered by item id so every path agrees."""
+WEIGHT_UNIT = 2520
+"""Weights are multiples of 1/2520 (the lcm of 1..10 steps) and are summed as integers, so
+totals do not depend on summation order: polars in parallel, numpy online, every run alike."""
 
 
 def covisitation(interactions: pl.DataFrame | pl.LazyFrame, config: FeaturesConfig) -> pl.DataFrame:
@@ -46,7 +49,7 @@ def covisitation_lazy(
                 & (pl.col(TS) - pl.col(TS).shift(steps) <= config.covisit_max_seconds)
             ).alias("close"),
         ).filter(pl.col("close") & (pl.col("earlier") != pl.col("later")))
-        weight = pl.lit(1.0 / steps).alias(WEIGHT)
+        weight = pl.lit(WEIGHT_UNIT // steps, pl.Int64).alias(WEIGHT)
         directed.append(
             pairs.select(pl.col("earlier").alias(ITEM_ID), pl.col("later").alias(OTHER_ITEM_ID), weight)
         )
@@ -61,7 +64,13 @@ def covisitation_lazy(
         .agg(pl.col(WEIGHT).sum())
         .sort([ITEM_ID, WEIGHT, OTHER_ITEM_ID], descending=[False, True, False])
         .filter(pl.int_range(pl.len()).over(ITEM_ID) < config.covisit_top_per_item)
+        .with_columns(pl.col(WEIGHT) / WEIGHT_UNIT)
     )
+
+
+def weight_units(weight: pl.Expr) -> pl.Expr:
+    """Table weights back in exact integer units (see :data:`WEIGHT_UNIT`)."""
+    return (weight * WEIGHT_UNIT).round().cast(pl.Int64)
 
 
 def user_history(events: pl.LazyFrame, recent_items: int) -> pl.LazyFrame:
@@ -79,7 +88,7 @@ def covisit_scores(history: pl.LazyFrame, table: pl.LazyFrame) -> pl.LazyFrame:
         history.select(USER_ID, ITEM_ID)
         .join(table, on=ITEM_ID)
         .group_by(USER_ID, OTHER_ITEM_ID)
-        .agg(pl.col(WEIGHT).sum().alias("covisit_weight_sum"))
+        .agg((weight_units(pl.col(WEIGHT)).sum() / WEIGHT_UNIT).alias("covisit_weight_sum"))
         .rename({OTHER_ITEM_ID: ITEM_ID})
     )
 

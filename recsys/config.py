@@ -64,7 +64,7 @@ class FeaturesConfig(Section):
     """How many of a user's latest items are kept as history (online and for co-visitation)."""
     affinity_half_life_days: float = Field(14.0, gt=0)
     """Half-life of the recency weighting in user x category affinity and decayed counts."""
-    covisit_max_gap: int = Field(3, ge=1)
+    covisit_max_gap: int = Field(3, ge=1, le=10)
     """Two events of a user at most this many steps apart count as co-visited."""
     covisit_max_seconds: int = Field(7 * 86400, ge=1)
     """...and at most this many seconds apart."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from feature_store.covisit import WEIGHT_UNIT
 from recsys.config import FeaturesConfig
 
 ROW = "_row"
@@ -579,6 +580,8 @@ class OnlineBehaviour:
             return np.zeros(len(positions)), np.zeros(len(positions), dtype=bool)
         size = len(self.item_ids) + 1
         others = np.concatenate([other for other, _ in rows])
-        totals = np.bincount(others, weights=np.concatenate([weight for _, weight in rows]), minlength=size)
+        # integer units, as feature_store.covisit sums them: exact, whatever the order
+        units = np.rint(np.concatenate([weight for _, weight in rows]) * WEIGHT_UNIT)
+        totals = np.bincount(others, weights=units, minlength=size) / WEIGHT_UNIT
         hits = np.bincount(others, minlength=size)[positions] > 0
         return np.where(hits, totals[positions], 0.0), hits

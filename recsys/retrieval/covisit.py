@@ -22,7 +22,7 @@ class CovisitSource(CandidateSource):
     ) -> None:
         super().__init__(exclude_seen)
         indexed = catalog.with_index(table, "item_id", "src").pipe(catalog.with_index, "other_item_id", "dst")
-        self.neighbours = indexed.select("src", "dst", pl.col("weight").cast(pl.Float32))
+        self.neighbours = indexed.select("src", "dst", pl.col("weight").cast(pl.Float64))
         self.recent_items = recent_items
 
     def candidates(self, histories: Histories, k: int) -> pl.DataFrame:
@@ -37,13 +37,14 @@ class CovisitSource(CandidateSource):
             {
                 "user_id": user_ids.tolist(),
                 "src": np.concatenate([items for items in recent if len(items)]),
-                "decay": (1.0 / from_end).astype(np.float32),
+                "decay": 1.0 / from_end,
             }
         )
         scored = (
             queries.join(self.neighbours, on="src", how="inner")
             .group_by("user_id", "dst")
-            .agg((pl.col("weight") * pl.col("decay")).sum().alias("score"))
+            # float64 sums, rounded to float32: the same scores (and ranks) whatever the summation order
+            .agg((pl.col("weight").cast(pl.Float64) * pl.col("decay")).sum().cast(pl.Float32).alias("score"))
             .rename({"dst": "item_idx"})
         )
         if self.exclude_seen:
