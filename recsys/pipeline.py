@@ -35,9 +35,9 @@ import numpy as np
 import polars as pl
 
 from recsys import __version__
-from recsys.artifacts import RunStore, run_id_for
+from recsys.artifacts import RunStore, atomic_write_json, run_id_for
 from recsys.catalog import Histories, ItemCatalog
-from recsys.config import Config
+from recsys.config import Config, config_of_run
 from recsys.console import console
 from recsys.data import load_dataset, per_user_split
 from recsys.data.splits import global_split, time_at_share
@@ -318,7 +318,7 @@ def ranker(ctx: RunContext, out: Path) -> None:
 def load_recommender(run_dir: Path, behaviour: BehaviouralFeatures | None = None) -> Recommender:
     """The serving recommender of a finished run (models fitted on all data)."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    config = Config.model_validate(manifest["config"])
+    config = config_of_run(manifest["config"])
     ctx = RunContext(config, RunStore(run_dir.parent), run_dir.name, Path(manifest["data"]["source"]))
     recommender = candidate_recommender(ctx, "serving", Ranker.load(run_dir / "ranker"))
     if behaviour is not None:
@@ -417,30 +417,48 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def gate(ctx: RunContext) -> tuple[bool, str]:
-    """Promote when NDCG@10 >= the promoted run's x (1 - tolerance) on the same evaluation window."""
-    new = ctx.store.manifest(ctx.run_id)
-    current = ctx.store.current()
-    if current is None or current == ctx.run_id:
-        return True, "first promoted run" if current is None else "re-run of the promoted run"
-    old = ctx.store.manifest(current)
-    new_ndcg = float(new["metrics"]["recsys"]["ndcg@10"])
+def gate(store: RunStore, run_id: str, manifest: dict[str, Any], tolerance: float) -> tuple[bool, str]:
+    """Promote when NDCG@10 >= the promoted run's x (1 - tolerance) on the same evaluation window.
+
+    Judged on the staged manifest before anything moves, so a regressing re-run of the
+    promoted date cannot replace the run that is serving.
+    """
+    current = store.current()
+    if current is None:
+        return True, "first promoted run"
+    old = store.manifest(current)
+    new_ndcg = float(manifest["metrics"]["recsys"]["ndcg@10"])
     old_ndcg = float(old["metrics"]["recsys"]["ndcg@10"])
-    same_window = new["data"]["split"]["test"] == old["data"]["split"]["test"]
-    floor = old_ndcg * (1 - ctx.config.pipeline.gate_tolerance)
+    same_window = manifest["data"]["split"]["test"] == old["data"]["split"]["test"]
+    floor = old_ndcg * (1 - tolerance)
     window = "same evaluation window" if same_window else "evaluation windows differ"
-    verdict = f"NDCG@10 {new_ndcg:.4f} vs promoted {current} {old_ndcg:.4f} (floor {floor:.4f}, {window})"
+    rerun = "re-run of the promoted run: " if current == run_id else ""
+    verdict = (
+        f"{rerun}NDCG@10 {new_ndcg:.4f} vs promoted {current} {old_ndcg:.4f} (floor {floor:.4f}, {window})"
+    )
     return new_ndcg >= floor, verdict
 
 
 def publish(ctx: RunContext) -> tuple[Path, bool, str]:
-    """Move the staged run into place, then promote it if it passes the gate."""
-    run_dir = ctx.store.publish(ctx.run_id, build_manifest(ctx))
-    promote, reason = gate(ctx)
+    """Gate the staged run, move it into place, and promote it if it passed.
+
+    A rejected new run is published with status ``rejected`` (kept for inspection); a rejected
+    re-run of the promoted run stays staged, so the serving run is never replaced by a worse one.
+    """
+    store = ctx.store
+    manifest = build_manifest(ctx)
+    promote, reason = gate(store, ctx.run_id, manifest, ctx.config.pipeline.gate_tolerance)
+    if not promote and store.current() == ctx.run_id:
+        staged = store.staging_dir(ctx.run_id)
+        atomic_write_json(
+            staged / "manifest.json", {**manifest, "status": "rejected", "rejected_reason": reason}
+        )
+        return staged, False, reason
+    run_dir = store.publish(ctx.run_id, manifest)
     if promote:
-        ctx.store.promote(ctx.run_id, reason)
+        store.promote(ctx.run_id, reason)
     else:
-        ctx.store.update_manifest(ctx.run_id, status="rejected", rejected_reason=reason)
+        store.update_manifest(ctx.run_id, status="rejected", rejected_reason=reason)
     return run_dir, promote, reason
 
 

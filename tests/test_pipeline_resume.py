@@ -134,6 +134,23 @@ def test_regressing_run_is_rejected_and_current_run_stays(resumed: Resumed) -> N
     assert (resumed.runs / CURRENT).read_text() == f"{resumed.run_id}\n"
 
 
+def test_regressing_rerun_of_the_promoted_date_keeps_serving_run(resumed: Resumed) -> None:
+    store = RunStore(resumed.runs)
+    served = store.run_dir(resumed.run_id)
+    model_before = (served / "ranker" / "model.txt").read_bytes()
+    manifest_before = store.manifest(resumed.run_id)
+    staged, promoted, reason = publish(_copy_as_new_run(resumed, resumed.run_id, ndcg_factor=0.5))
+    try:
+        assert not promoted and reason.startswith("re-run of the promoted run")
+        assert staged == store.staging_dir(resumed.run_id)
+        assert json.loads((staged / "manifest.json").read_text())["status"] == "rejected"
+        assert store.current() == resumed.run_id
+        assert store.manifest(resumed.run_id) == manifest_before
+        assert (served / "ranker" / "model.txt").read_bytes() == model_before
+    finally:
+        shutil.rmtree(store.staging_dir(resumed.run_id))
+
+
 def test_better_run_is_promoted_and_cli_rollback_restores_previous(resumed: Resumed) -> None:
     store = RunStore(resumed.runs)
     before = store.current()
