@@ -122,7 +122,9 @@ def encode_texts(
     lengths = np.asarray(
         [
             min(len(ids), config.max_seq_length)
-            for ids in tokenizer(unique_texts, add_special_tokens=True)["input_ids"]
+            for ids in tokenizer(
+                unique_texts, add_special_tokens=True, truncation=True, max_length=config.max_seq_length
+            )["input_ids"]
         ]
     )
     precision = _precision(device, config)

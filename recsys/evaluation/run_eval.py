@@ -70,13 +70,34 @@ def evaluate_recommender(
 
 
 def pretrained_vectors(ctx: RunContext) -> np.ndarray:
-    """Catalog vectors from the *base* encoder (the pretrained-text baseline)."""
-    from recsys.embeddings import encode_items
+    """Catalog vectors from the *base* encoder (the pretrained-text baseline).
+
+    They depend only on the base model, the text settings and the catalog's texts, so they are
+    cached under ``<runs>/.cache/`` keyed by a hash of those: a nightly run re-encodes the
+    catalog for the baseline only when it changed.
+    """
+    import hashlib
+
+    from recsys.artifacts import atomic_path
+    from recsys.embeddings import encode_texts, item_texts
     from recsys.encoder.model import load_encoder
     from recsys.pipeline import read_items
 
-    model = load_encoder(ctx.config.encoder.base_model)
-    return encode_items(model, read_items(ctx), ctx.config.embeddings).vectors
+    config = ctx.config
+    texts = item_texts(read_items(ctx), config.embeddings.template)
+    key = hashlib.sha256(
+        json.dumps([config.encoder.base_model, config.embeddings.max_seq_length, texts]).encode()
+    ).hexdigest()[:24]
+    cache = ctx.store.root / ".cache" / f"pretrained-{key}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as stored:
+            cached: np.ndarray = stored["vectors"]
+        return cached
+    model = load_encoder(config.encoder.base_model)
+    vectors = encode_texts(model, texts, config.embeddings, description="embedding items (pretrained)")
+    with atomic_path(cache) as tmp, tmp.open("wb") as handle:
+        np.savez(handle, vectors=vectors)
+    return vectors
 
 
 class EvaluationReport:
