@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from recsys.cli.common import fail, state
+from recsys.cli.common import load_data, state
 from recsys.console import out
-from recsys.data import DataValidationError, load_dataset
 
 EMBEDDINGS_FILE = "item_embeddings.npz"
 
@@ -26,10 +25,7 @@ def embed(
     from recsys.encoder import load_encoder
 
     config = state(ctx).config
-    try:
-        dataset = load_dataset(data, max_bad_share=config.data.max_bad_share, as_of=config.data.as_of)
-    except DataValidationError as error:
-        fail(str(error))
+    dataset = load_data(ctx, data)
     embeddings = encode_items(
         load_encoder(encoder, config.embeddings.device), dataset.items, config.embeddings
     )

@@ -7,9 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from recsys.cli.common import fail, state
+from recsys.cli.common import load_data, state
 from recsys.console import console, out
-from recsys.data import DataValidationError, load_dataset
 
 app = typer.Typer(no_args_is_help=True, help="Fine-tune the text encoder on interaction logs.")
 
@@ -26,10 +25,7 @@ def train(
     from recsys.encoder.train import fine_tune
 
     config = state(ctx).config
-    try:
-        dataset = load_dataset(data, max_bad_share=config.data.max_bad_share, as_of=config.data.as_of)
-    except DataValidationError as error:
-        fail(str(error))
+    dataset = load_data(ctx, data)
     with console.status("fine-tuning the encoder"):
         result = fine_tune(
             dataset.items, dataset.interactions, config.encoder, config.embeddings.template, out_dir

@@ -7,10 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from recsys.cli.common import fail, state
+from recsys.cli.common import load_data, state
 from recsys.console import console, out
-from recsys.data import Dataset, DataValidationError, load_dataset
-from recsys.data.readers import DataFileError
+from recsys.data import Dataset
 
 app = typer.Typer(
     no_args_is_help=True, help="Behavioural features: point-in-time materialization and inspection."
@@ -21,11 +20,7 @@ AS_OF_HELP = "Unix seconds; only events strictly before it count (default: just 
 
 
 def _load(ctx: typer.Context, data: Path, as_of: int | None) -> tuple[Dataset, int]:
-    cfg = state(ctx).config
-    try:
-        dataset = load_dataset(data, max_bad_share=cfg.data.max_bad_share, as_of=cfg.data.as_of)
-    except (DataValidationError, DataFileError) as error:
-        fail(str(error))
+    dataset = load_data(ctx, data)
     return dataset, as_of if as_of is not None else dataset.time_range[1] + 1
 
 
