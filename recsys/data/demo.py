@@ -399,7 +399,8 @@ def generate_demo(spec: DemoSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
 
     # Audiences: each likes a few topics chosen at random (unrelated in language).
     n_audiences = max(2, n_topics // 3)
-    audience_topics = np.stack([rng.choice(n_topics, 3, replace=False) for _ in range(n_audiences)])
+    liked = min(3, n_topics)
+    audience_topics = np.stack([rng.choice(n_topics, liked, replace=False) for _ in range(n_audiences)])
     user_audience = rng.integers(0, n_audiences, spec.users)
     drift_audience = rng.integers(0, n_audiences, spec.users)
     user_activity = rng.lognormal(0.0, 1.0, spec.users)
@@ -416,7 +417,7 @@ def generate_demo(spec: DemoSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
     session_start = np.sort(rng.integers(0, horizon - 3600, n_sessions))
     drifted = rng.random(n_sessions) < 0.6 * session_start / horizon
     audience = np.where(drifted, drift_audience[session_user], user_audience[session_user])
-    session_topic = audience_topics[audience, rng.integers(0, 3, n_sessions)]
+    session_topic = audience_topics[audience, rng.integers(0, liked, n_sessions)]
 
     # Per topic: items ordered by arrival with cumulative popularity, for sampling available items.
     by_topic = [np.flatnonzero(topic == t) for t in range(n_topics)]

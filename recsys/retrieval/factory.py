@@ -12,15 +12,17 @@ from recsys.catalog import ItemCatalog
 from recsys.config import Config
 from recsys.embeddings import user_vectors_from_context, user_vectors_from_history
 from recsys.index import ANNIndex
+from recsys.models.als import ALSScorer
 from recsys.models.base import load_scorer
 from recsys.models.ease import EASEScorer
+from recsys.models.itemknn import ItemKNNScorer
 from recsys.models.popularity import PopularityScorer
 from recsys.retrieval.base import CandidateSource
 from recsys.retrieval.covisit import CovisitSource
 from recsys.retrieval.scorer_source import ScorerSource
 from recsys.retrieval.semantic import SemanticSource, UserVectors
 
-KNOWN_SOURCES = ("semantic", "covisit", "popular", "ease")
+KNOWN_SOURCES = ("semantic", "covisit", "popular", "ease", "als", "itemknn")
 COVISIT_FILE = "covisit.parquet"
 
 
@@ -44,6 +46,10 @@ def fit_sources(config: Config, events: pl.DataFrame, catalog: ItemCatalog, out_
     if "ease" in names:
         scorer = EASEScorer(lambda_=config.retrieval.ease_lambda, max_items=config.retrieval.ease_max_items)
         scorer.fit(events, catalog).save(out_dir / "ease")
+    if "als" in names:
+        ALSScorer(threads=config.ranking.threads).fit(events, catalog).save(out_dir / "als")
+    if "itemknn" in names:
+        ItemKNNScorer().fit(events, catalog).save(out_dir / "itemknn")
 
 
 def user_vector_fn(
