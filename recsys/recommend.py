@@ -222,10 +222,10 @@ class Recommender:
         self, source: CovisitSource, history: np.ndarray, k: int, exclude: bool
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`CovisitSource.candidates` for one history: neighbours of the recent items, the latest
-        weighted 1, the one before 1/2, ...; float32 products summed in float64 as polars does."""
+        weighted 1, the one before 1/2, ...; float64 products and sums, rounded to float32 as there."""
         starts, targets, weights = self._covisit_table(source)
         recent = history[-source.recent_items :]
-        decay = (1.0 / np.arange(len(recent), 0, -1)).astype(np.float32)
+        decay = 1.0 / np.arange(len(recent), 0, -1)
         parts = [
             (targets[starts[i] : starts[i + 1]], weights[starts[i] : starts[i + 1]] * d)
             for i, d in zip(recent, decay, strict=True)
@@ -234,9 +234,7 @@ class Recommender:
             return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
         others = np.concatenate([other for other, _ in parts])
         size = len(self.catalog)
-        totals = np.bincount(
-            others, weights=np.concatenate([w for _, w in parts]).astype(np.float64), minlength=size
-        )
+        totals = np.bincount(others, weights=np.concatenate([w for _, w in parts]), minlength=size)
         hit = np.bincount(others, minlength=size) > 0
         if exclude:
             hit[history] = False
@@ -253,14 +251,14 @@ class Recommender:
         return cache
 
     def _covisit_table(self, source: CovisitSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The source's neighbour table as CSR arrays (row starts per item, targets, float32 weights)."""
+        """The source's neighbour table as CSR arrays (row starts per item, targets, float64 weights)."""
         key = f"covisit:{id(source)}"
         cache = self._cache()
         if key not in cache:
             table = source.neighbours.with_row_index("_order").sort("src", "_order")
             src = table["src"].to_numpy()
             starts = np.searchsorted(src, np.arange(len(self.catalog) + 1))
-            cache[key] = (starts, table["dst"].to_numpy(), table["weight"].to_numpy().astype(np.float32))
+            cache[key] = (starts, table["dst"].to_numpy(), table["weight"].to_numpy().astype(np.float64))
         return cache[key]  # type: ignore[return-value]
 
     def _created_at(self) -> np.ndarray:
