@@ -149,7 +149,7 @@ class IndexConfig(Section):
 
 class RetrievalConfig(Section):
     sources: list[str] = Field(default_factory=lambda: ["semantic", "covisit", "popular", "ease"])
-    """Candidate sources blended for the ranker: semantic, covisit, popular, ease."""
+    """Candidate sources blended for the ranker: semantic, covisit, popular, ease, als, itemknn."""
     per_source_k: int = Field(200, ge=1)
     """Candidates asked of each source per user."""
     candidates_k: int = Field(500, ge=1)
@@ -171,18 +171,26 @@ class RetrievalConfig(Section):
 class RankingConfig(Section):
     label_share: float = Field(0.15, gt=0.0, lt=0.5)
     """Last share of training time used as the label window for the ranker."""
-    num_leaves: int = 31
-    """LightGBM leaves per tree."""
-    learning_rate: float = 0.05
+    num_leaves: int = 15
+    """LightGBM leaves per tree: small trees, many of them, rank more robustly on few users' labels."""
+    learning_rate: float = 0.03
     """LightGBM shrinkage per round."""
-    n_estimators: int = 400
+    n_estimators: int = 2000
     """Most boosting rounds; early stopping usually ends sooner."""
-    min_child_samples: int = 20
+    min_child_samples: int = 50
     """LightGBM's minimum rows per leaf."""
-    early_stopping_rounds: int = 40
+    early_stopping_rounds: int = 100
     """Rounds without a better validation NDCG@10 before training stops."""
     max_users: int | None = 20000
     """Users sampled (seeded) for ranker training when there are more."""
+    graded: bool = False
+    """Labels 2 for items rated >= 4 and 1 for other interactions (default: 1 for any interaction,
+    as the evaluation counts them)."""
+    refit: bool = True
+    """After early stopping picked the number of trees, grow the model again on the whole label window."""
+    refit_rounds_factor: float = Field(1.5, gt=0)
+    """Trees of the refit, as a multiple of the early-stopped count: the refit has twice the labels,
+    which carry more trees than early stopping found on half of them."""
     threads: int = Field(2, ge=1)
     """LightGBM threads (about the cores you have)."""
     seed: int = 42

@@ -27,6 +27,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -282,17 +283,24 @@ def _targets(
 
 
 def labelled_candidates(
-    recommender: Recommender, history: pl.DataFrame, targets: pl.DataFrame, max_users: int | None, seed: int
+    recommender: Recommender,
+    history: pl.DataFrame,
+    targets: pl.DataFrame,
+    max_users: int | None,
+    seed: int,
+    graded: bool = False,
 ) -> pl.DataFrame:
-    """Candidates with features and a graded label (2: rated >= 4, 1: other interaction, 0: none).
+    """Candidates with features and a label: 1 if the user interacted with the item in ``targets``.
 
-    Users none of whose targets were retrieved carry no ranking signal and are dropped.
+    ``graded``: 2 for items rated >= 4, 1 for other interactions. Users none of whose targets
+    were retrieved carry no ranking signal and are dropped.
     """
     histories, as_of = _targets(history, targets, recommender.catalog, max_users, seed)
     frame = recommender.candidate_features(histories, as_of)
-    grades = targets.group_by("user_id", "item_id").agg(
-        pl.when(pl.col("rating").max() >= 4).then(2).otherwise(1).alias("label")
-    )
+    relevant = pl.lit(1)
+    if graded and "rating" in targets.columns:
+        relevant = pl.when(pl.col("rating").max() >= 4).then(2).otherwise(1)
+    grades = targets.group_by("user_id", "item_id").agg(relevant.alias("label"))
     frame = frame.join(grades, on=["user_id", "item_id"], how="left").with_columns(
         pl.col("label").fill_null(0)
     )
@@ -302,16 +310,27 @@ def labelled_candidates(
 
 @_stage("ranker")
 def ranker(ctx: RunContext, out: Path) -> None:
-    """Train LightGBM lambdarank on label-window candidates; early-stop on the later half."""
+    """Train LightGBM lambdarank on label-window candidates; early-stop on the later half.
+
+    With ``ranking.refit``, the model is then grown again, with the chosen number of trees, on
+    the whole label window (both halves as targets of the ``fit`` history): twice the labels,
+    and the same shape of task as evaluation and serving (everything after a moment is a target).
+    """
     cfg = ctx.config.ranking
     recommender = candidate_recommender(ctx, "fit")
     fit, label_train, label_valid = (read_events(ctx, part) for part in ("fit", "label_train", "label_valid"))
-    train_rows = labelled_candidates(recommender, fit, label_train, cfg.max_users, cfg.seed)
-    valid_rows = labelled_candidates(
-        recommender, pl.concat([fit, label_train]), label_valid, cfg.max_users, cfg.seed
+    rows = partial(
+        labelled_candidates, recommender, max_users=cfg.max_users, seed=cfg.seed, graded=cfg.graded
     )
+    train_rows = rows(fit, label_train)
+    valid_rows = rows(pl.concat([fit, label_train]), label_valid)
     names = ranking_feature_names(ctx.config, recommender.behaviour)
     model = Ranker.fit(train_rows, valid_rows, names, cfg)
+    if cfg.refit:
+        chosen = model.info
+        rounds = max(1, round(chosen["best_iteration"] * cfg.refit_rounds_factor))
+        model = Ranker.fit(rows(fit, pl.concat([label_train, label_valid])), None, names, cfg, rounds=rounds)
+        model.info |= {"valid_ndcg@10": chosen["valid_ndcg@10"], "early_stopping": chosen, "refit": True}
     model.save(out)
 
 

@@ -37,17 +37,24 @@ class Ranker:
 
     @classmethod
     def fit(
-        cls, train: pl.DataFrame, valid: pl.DataFrame, features: list[str], config: RankingConfig
+        cls,
+        train: pl.DataFrame,
+        valid: pl.DataFrame | None,
+        features: list[str],
+        config: RankingConfig,
+        rounds: int | None = None,
     ) -> Ranker:
         """Lambdarank with NDCG@10, early-stopped on a later time-split validation set.
 
         Frames hold one group per user (rows sorted by user) and a graded ``label`` column.
+        Without ``valid``, exactly ``rounds`` trees are grown (a refit once early stopping
+        has chosen how many).
         """
         import lightgbm as lgb
 
         model = lgb.LGBMRanker(
             objective="lambdarank",
-            n_estimators=config.n_estimators,
+            n_estimators=rounds or config.n_estimators,
             learning_rate=config.learning_rate,
             num_leaves=config.num_leaves,
             min_child_samples=config.min_child_samples,
@@ -60,6 +67,17 @@ class Ranker:
             n_jobs=config.threads,
             verbose=-1,
         )
+        info: dict[str, Any] = {"train_rows": train.height, "train_groups": len(_groups(train))}
+        if valid is None:
+            model.fit(
+                _matrix(train, features),
+                train["label"].to_numpy(),
+                group=_groups(train),
+                feature_name=features,
+            )
+            return cls(
+                model.booster_, features, {**info, "best_iteration": model.booster_.current_iteration()}
+            )
         model.fit(
             _matrix(train, features),
             train["label"].to_numpy(),
@@ -72,11 +90,9 @@ class Ranker:
             callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
         )
         booster = model.booster_
-        info = {
+        info |= {
             "best_iteration": int(model.best_iteration_ or booster.current_iteration()),
             "valid_ndcg@10": float(model.best_score_["valid_0"]["ndcg@10"]),
-            "train_rows": train.height,
-            "train_groups": len(_groups(train)),
             "valid_rows": valid.height,
         }
         return cls(booster, features, info)

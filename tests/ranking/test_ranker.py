@@ -43,3 +43,14 @@ def test_ranker_learns_orders_saves_and_explains(tmp_path: Path) -> None:
     loaded = Ranker.load(tmp_path / "ranker")
     assert np.array_equal(loaded.predict(valid), scores)
     assert loaded.features == ["signal", "noise"]
+
+
+def test_refit_without_validation_grows_exactly_the_rounds_asked(tmp_path: Path) -> None:
+    config = RankingConfig(n_estimators=500, min_child_samples=5)
+    train = synthetic(150, 3)
+    ranker = Ranker.fit(train, None, ["signal", "noise"], config, rounds=17)
+    assert ranker.info["best_iteration"] == ranker.booster.current_iteration() == 17
+    ranker.save(tmp_path / "ranker")
+    assert Ranker.load(tmp_path / "ranker").booster.current_iteration() == 17
+    scores = ranker.predict(synthetic(20, 4))
+    assert np.isfinite(scores).all() and len(np.unique(scores)) > 1
