@@ -2,7 +2,7 @@
 
 Split: per-user temporal — each user with >= 5 events has the last 20% of their events as
 test (``per_user_split``); the encoder is fine-tuned only on the train events (its own
-evaluator holds out their last ``eval_share`` of time). For every test user both encoders
+evaluator holds out each user's last ``eval_share`` of those). For every test user both encoders
 produce top-100 semantic candidates (seen items excluded, exact search) from the same
 train history; recall@100 = share of the user's test items retrieved, averaged over users.
 

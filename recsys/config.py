@@ -98,9 +98,9 @@ class EncoderConfig(Section):
     hard_negatives: bool = False
     """Add one mined hard negative per pair (ranks 10-100 by the base model); slower, sometimes better."""
     eval_share: float = Field(0.1, gt=0.0, lt=0.5)
-    """Last share of the training events (by count, in time order) held out for the retrieval evaluator."""
-    eval_steps: int | None = None
-    """Evaluate (and checkpoint) every N steps; None means once per epoch."""
+    """Each user's last share of the training events, held out for the retrieval evaluator."""
+    eval_steps: int | None = 40
+    """Evaluate (and checkpoint) every N steps, and at the end; None means once per epoch."""
     eval_max_queries: int = Field(200, ge=1)
     """Users sampled as evaluator queries (one each)."""
     eval_corpus_items: int = Field(1000, ge=1)

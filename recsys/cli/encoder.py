@@ -21,7 +21,7 @@ def train(
         ..., "--out", help="Folder for the fine-tuned encoder (sentence-transformers format)."
     ),
 ) -> None:
-    """Fine-tune on every event in --data; the last encoder.eval_share of time picks the checkpoint."""
+    """Fine-tune on every event in --data; each user's last encoder.eval_share picks the checkpoint."""
     from recsys.encoder.train import fine_tune
 
     config = state(ctx).config

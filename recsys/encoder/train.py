@@ -1,8 +1,8 @@
 """Fine-tune the sentence encoder on the logs with the library's trainer.
 
 Model + pairs + ``MultipleNegativesRankingLoss`` (in-batch negatives, no duplicate texts
-in a batch) + an ``InformationRetrievalEvaluator`` on the last ``eval_share`` of the given
-events. The evaluator's recall@100 picks the checkpoint that is kept. Budgets: pairs,
+in a batch) + an ``InformationRetrievalEvaluator`` on each user's last ``eval_share`` of the
+given events. The evaluator's recall@100 picks the checkpoint that is kept. Budgets: pairs,
 epochs, sequence length and a wall-clock limit that ends training early (after one last
 evaluation, so the best checkpoint is still chosen by the evaluator).
 """
@@ -21,11 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import polars as pl
 
 from recsys.config import EncoderConfig
-from recsys.data.splits import global_split
+from recsys.data.splits import per_user_split
 from recsys.device import cpu_has_fast_bf16, resolve_device
 from recsys.encoder.model import load_encoder
 from recsys.encoder.pairs import RetrievalQueries, build_pairs, retrieval_queries
@@ -38,6 +37,8 @@ EVAL_NAME = "next_item"
 SELECT_K = 100
 """Checkpoints are chosen by recall@SELECT_K: the encoder feeds a candidate generator, not the final order."""
 TRAINING_INFO = "training.json"
+EVAL_MIN_EVENTS = 5
+"""Users with fewer events give no evaluation query (all their events are training pairs)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def fine_tune(
     """Fine-tune ``config.base_model`` on pairs from ``interactions`` and save it to ``out_dir``.
 
     ``interactions`` must hold only events the encoder may learn from (before the caller's
-    cutoff). Its last ``eval_share`` of time is held out for checkpoint selection.
+    cutoff). Each user's last ``eval_share`` of events is held out for checkpoint selection.
     """
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -178,9 +179,9 @@ def fine_tune(
 
     started = time.monotonic()
     out_dir = Path(out_dir)
-    # By event count, not time range: bursty logs (MovieLens) leave few users in a late time-range slice.
-    cutoff = int(np.quantile(interactions["ts"].to_numpy(), 1.0 - config.eval_share))
-    train_events, eval_events = global_split(interactions, cutoff)
+    # Per user, not one time cutoff: on bursty logs (MovieLens) few users are active on both sides of
+    # any cutoff, and a handful of queries cannot tell checkpoints apart.
+    train_events, eval_events = per_user_split(interactions, config.eval_share, min_events=EVAL_MIN_EVENTS)
     if train_events.is_empty() or eval_events.is_empty():
         raise ValueError(f"eval_share={config.eval_share} leaves no training or no evaluation events")
     pairs = build_pairs(items, train_events, config, template)
