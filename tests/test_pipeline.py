@@ -120,4 +120,6 @@ def test_a_second_run_with_the_same_data_goes_through_the_gate(finished_run: Run
     # Same inputs, same model: candidate features and training are deterministic.
     model = store.run_dir("run-test") / "ranker" / "model.txt"
     assert (store.run_dir("run-test-2") / "ranker" / "model.txt").read_text() == model.read_text()
-    assert store.manifest("run-test-2")["metrics"]["recsys"] == store.manifest("run-test")["metrics"]["recsys"]
+    assert (
+        store.manifest("run-test-2")["metrics"]["recsys"] == store.manifest("run-test")["metrics"]["recsys"]
+    )
