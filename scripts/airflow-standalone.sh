@@ -4,7 +4,8 @@
 # SQLite metadata DB, LocalExecutor with small parallelism, no example DAGs, dags folder = dags/.
 #
 #   make airflow                      # UI and REST API on http://localhost:8080
-#   AIRFLOW_PORT=8793 make airflow    # another port (the execution API URL follows it)
+#   AIRFLOW_PORT=8090 make airflow    # another port (the execution API URL follows it; not 8793:
+#                                   # that is the worker log server's)
 #
 # Log in as `admin`; the generated password is in .airflow/simple_auth_manager_passwords.json.generated.
 set -euo pipefail

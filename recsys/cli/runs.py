@@ -26,7 +26,8 @@ def list_runs(ctx: typer.Context, runs: Path | None = RunsOption) -> None:
     """Every finished run with its status and headline metric."""
     table = Table()
     for column in ("run", "status", "ndcg@10", "recall@100", "created", "parent"):
-        table.add_column(column)
+        # ids and times are copied into other commands: never wrapped or cut
+        table.add_column(column, no_wrap=column in ("run", "created", "parent"))
     for manifest in _store(ctx, runs).list_runs():
         metrics = manifest.get("metrics", {}).get("recsys", {})
         status = manifest.get("status", "?") + (" (current)" if manifest["current"] else "")
