@@ -42,6 +42,7 @@ from recsys.config import Config, config_of_run
 from recsys.console import console
 from recsys.data import load_dataset, per_user_split
 from recsys.data.splits import global_split, time_at_share
+from recsys.evaluation.run_eval import PROMOTED
 from recsys.ranking.behaviour import OfflineBehaviour
 from recsys.ranking.features import ITEM_FEATURES, SEMANTIC_FEATURES, BehaviouralFeatures
 from recsys.ranking.ranker import Ranker
@@ -439,18 +440,26 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
 def gate(store: RunStore, run_id: str, manifest: dict[str, Any], tolerance: float) -> tuple[bool, str]:
     """Promote when NDCG@10 >= the promoted run's x (1 - tolerance) on the same evaluation window.
 
-    Judged on the staged manifest before anything moves, so a regressing re-run of the
-    promoted date cannot replace the run that is serving.
+    The evaluation stage re-scores the promoted run on this run's split (``promoted:<id>``), so
+    a night with new data still compares both models on one window; without that row (a re-run
+    on the same data, or a run published before), the two runs' own figures are compared and the
+    reason says whether their windows are the same. Judged on the staged manifest before anything
+    moves, so a regressing re-run of the promoted date cannot replace the run that is serving.
     """
     current = store.current()
     if current is None:
         return True, "first promoted run"
     old = store.manifest(current)
     new_ndcg = float(manifest["metrics"]["recsys"]["ndcg@10"])
-    old_ndcg = float(old["metrics"]["recsys"]["ndcg@10"])
-    same_window = manifest["data"]["split"]["test"] == old["data"]["split"]["test"]
+    rescored = manifest["metrics"].get(f"{PROMOTED}{current}")
+    if rescored is not None:
+        old_ndcg = float(rescored["ndcg@10"])
+        window = "same evaluation window: the promoted run re-scored on this run's split"
+    else:
+        old_ndcg = float(old["metrics"]["recsys"]["ndcg@10"])
+        same_window = manifest["data"]["split"]["test"] == old["data"]["split"]["test"]
+        window = "same evaluation window" if same_window else "evaluation windows differ"
     floor = old_ndcg * (1 - tolerance)
-    window = "same evaluation window" if same_window else "evaluation windows differ"
     rerun = "re-run of the promoted run: " if current == run_id else ""
     verdict = (
         f"{rerun}NDCG@10 {new_ndcg:.4f} vs promoted {current} {old_ndcg:.4f} (floor {floor:.4f}, {window})"

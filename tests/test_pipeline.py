@@ -115,8 +115,11 @@ def test_a_second_run_with_the_same_data_goes_through_the_gate(finished_run: Run
         target.symlink_to(store.run_dir("run-test") / stage)
     _, promoted, reason = run_pipeline(again)
     assert promoted, reason
-    assert "same evaluation window" in reason
+    assert "same evaluation window: the promoted run re-scored" in reason
     assert store.current() == "run-test-2"
+    # The promoted run re-scored on the new run's split (the same data here) gives its own figure back.
+    rescored = store.manifest("run-test-2")["metrics"]["promoted:run-test"]
+    assert rescored["ndcg@10"] == pytest.approx(store.manifest("run-test")["metrics"]["recsys"]["ndcg@10"])
     # Same inputs, same model: candidate features and training are deterministic.
     model = store.run_dir("run-test") / "ranker" / "model.txt"
     assert (store.run_dir("run-test-2") / "ranker" / "model.txt").read_text() == model.read_text()

@@ -178,3 +178,23 @@ def test_rerunning_the_same_date_rewrites_the_same_run(resumed: Resumed) -> None
     assert sorted(path.name for path in resumed.runs.iterdir()) == root_before  # no second copy
     assert sorted(path.name for path in run_dir.iterdir()) == sorted([*STAGES, "manifest.json"])
     assert list((resumed.runs / STAGING).iterdir()) == []
+
+
+def test_a_night_with_new_data_compares_both_models_on_its_window(resumed: Resumed, tmp_path: Path) -> None:
+    """New data shifts the test window: the promoted run is re-scored on the new split for the gate."""
+    store = RunStore(resumed.runs)
+    served = store.current()
+    assert served is not None
+    data = tmp_path / "data"
+    write_demo(data, DemoSpec(users=130, items=170, events=3400, seed=12))  # other items, other window
+    run_dir, promoted, reason = run_pipeline(
+        RunContext(resumed.config, store, run_id_for(NIGHT + timedelta(days=5)), data)
+    )
+    metrics = json.loads((run_dir / "manifest.json").read_text())["metrics"]
+    rescored = metrics[f"promoted:{served}"]["ndcg@10"]
+    assert 0.0 <= rescored <= 1.0
+    assert "the promoted run re-scored on this run's split" in reason
+    assert f"promoted {served} {rescored:.4f}" in reason
+    assert promoted == (
+        metrics["recsys"]["ndcg@10"] >= rescored * (1 - resumed.config.pipeline.gate_tolerance)
+    )

@@ -14,6 +14,8 @@ import numpy as np
 import polars as pl
 from rich.console import Group
 
+from recsys.catalog import Histories
+from recsys.console import console
 from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.report import metrics_table, slice_table, write_report
 from recsys.recommend import top_k
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from recsys.recommend import Recommender
 
 Results = dict[str, dict[str, dict[str, float]]]
+PROMOTED = "promoted:"
+"""Results key prefix of the serving run re-evaluated on this run's split (what the gate compares)."""
 
 
 def topk_matrix(frame: pl.DataFrame, user_ids: list[str], k: int, rank: str = "rank") -> np.ndarray:
@@ -47,16 +51,22 @@ def candidate_recall(candidates: pl.DataFrame, split: EvalSplit) -> float:
     return float(np.mean(hits)) if hits else 0.0
 
 
-def evaluate_recommender(
-    recommender: Recommender, split: EvalSplit, ks: list[int]
-) -> tuple[Results, dict[str, Any]]:
-    """recsys and each of its candidate sources alone, plus the candidate union's recall."""
+def test_moments(split: EvalSplit) -> dict[str, int]:
+    """Each test user's moment: their first test event, snapped down to the as-of grid."""
     from recsys.pipeline import snap_down
 
     users = split.histories.user_ids
     first_test = split.test.group_by("user_id").agg(pl.col("ts").min())
     first = dict(zip(first_test["user_id"].to_list(), first_test["ts"].to_list(), strict=True))
-    as_of = dict(zip(users, snap_down(np.asarray([first[user] for user in users])).tolist(), strict=True))
+    return dict(zip(users, snap_down(np.asarray([first[user] for user in users])).tolist(), strict=True))
+
+
+def evaluate_recommender(
+    recommender: Recommender, split: EvalSplit, ks: list[int]
+) -> tuple[Results, dict[str, Any]]:
+    """recsys and each of its candidate sources alone, plus the candidate union's recall."""
+    users = split.histories.user_ids
+    as_of = test_moments(split)
     k = max(ks)
     scored = recommender.scored_candidates(split.histories, as_of)
     results: Results = {"recsys": evaluate_topk(topk_matrix(top_k(scored, k), users, k), split, ks)}
@@ -67,6 +77,37 @@ def evaluate_recommender(
         "candidates_recall": candidate_recall(scored, split),
         "candidates_per_user": scored.height / len(users),
     }
+
+
+def evaluate_promoted(
+    ctx: RunContext, run_id: str, split: EvalSplit, ks: list[int]
+) -> dict[str, dict[str, float]]:
+    """The promoted run ``run_id`` scored on *this* run's split, so the gate compares on one window.
+
+    It answers with its own models (encoder, index, sources fitted on its own training part, which
+    ends before this split's test events) and its own ranker; behavioural features come from this
+    run's events, point in time. Its catalog may lack this run's new items: histories keep the items
+    it knows, and its answers are mapped back to this split's catalog.
+    """
+    from recsys.config import config_of_run
+    from recsys.pipeline import RunContext, candidate_recommender, read_events, read_items
+    from recsys.ranking.behaviour import OfflineBehaviour
+    from recsys.ranking.ranker import Ranker
+
+    manifest = ctx.store.manifest(run_id)
+    config = config_of_run(manifest["config"])
+    promoted_ctx = RunContext(config, ctx.store, run_id, Path(manifest["data"]["source"]))
+    promoted = candidate_recommender(promoted_ctx, "eval", Ranker.load(ctx.store.run_dir(run_id) / "ranker"))
+    promoted.behaviour = OfflineBehaviour(read_events(ctx), read_items(ctx), config.features)
+    users = split.histories.user_ids
+    histories = Histories.from_interactions(split.train, promoted.catalog, users)
+    k = max(ks)
+    ranked = top_k(promoted.scored_candidates(histories, test_moments(split)), k)
+    to_split = np.asarray([split.catalog.index(item) for item in promoted.catalog.ids.tolist()], dtype=object)
+    mapped = ranked.with_columns(
+        pl.Series("item_idx", to_split[ranked["item_idx"].to_numpy()].tolist(), dtype=pl.Int64)
+    ).drop_nulls("item_idx")
+    return evaluate_topk(topk_matrix(mapped, users, k), split, ks)
 
 
 def pretrained_vectors(ctx: RunContext) -> np.ndarray:
@@ -130,6 +171,13 @@ def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
     names = list(config.evaluation.baselines)
     vectors = pretrained_vectors(ctx) if "pretrained_text" in names else None
     results.update(run_baselines(split, names, vectors, ks, config.retrieval.popular_days))
+    current = ctx.store.current()
+    if current is not None and current != ctx.run_id:
+        try:
+            results[f"{PROMOTED}{current}"] = evaluate_promoted(ctx, current, split, ks)
+        except Exception as error:  # e.g. a run written by an older recsys: the gate falls back
+            console.print(f"[yellow]warning:[/] could not re-score promoted run {current}: {error}")
+            extra["promoted_rescore_error"] = f"{current}: {error}"
     extra.update(
         {"protocol": split.protocol, "test_users": len(split.histories), "test_events": split.test.height}
     )
