@@ -10,7 +10,8 @@ Time discipline (no leakage):
 
 * evaluation split (``split`` config): ``train`` | ``test``;
 * inside ``train``, the ranker's label window (``ranking.label_share``): ``fit`` | ``label``,
-  and ``label`` is split again in time into ``label_train`` | ``label_valid`` (early stopping);
+  and ``label`` is split again in time into ``label_train`` | ``label_valid`` (early stopping picks
+  the number of trees; the ranker is then refit on the whole label window);
 * the encoder is fine-tuned on ``fit`` only and reused everywhere (refitting it per window is
   too slow: the documented trade-off); the cheap history-free models (popularity,
   co-visitation, EASE) are fitted three times: on ``fit`` to generate the ranker's training
