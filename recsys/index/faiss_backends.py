@@ -148,6 +148,8 @@ class FaissIndex(ANNIndex):
             for row, excluded in enumerate(exclude):
                 dense[row, np.isin(allow, excluded)] = -np.inf
         scores, local = top_k_rows(dense, k)
+        if not len(allow):  # nothing allowed: every slot is padding
+            return scores, local
         return scores, np.where(local >= 0, allow[np.maximum(local, 0)], -1)
 
     # -- persistence -------------------------------------------------------------

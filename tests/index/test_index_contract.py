@@ -146,6 +146,17 @@ def test_k_beyond_what_remains_is_padded(backend: str, vectors: np.ndarray, quer
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_an_empty_allow_list_returns_only_padding(
+    backend: str, vectors: np.ndarray, queries: np.ndarray
+) -> None:
+    # e.g. a filter no item matches (found by schemathesis through the q= text search)
+    index = make(backend)
+    index.build(vectors)
+    scores, indices = index.search(queries[:3], 5, allow=np.zeros(0, dtype=np.int64))
+    assert indices.shape == (3, 5) and (indices == -1).all() and np.isneginf(scores).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_add_appends_with_next_indices(backend: str, vectors: np.ndarray, queries: np.ndarray) -> None:
     index = make(backend)
     index.build(vectors[:400])

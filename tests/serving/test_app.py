@@ -208,6 +208,15 @@ def test_cold_start_text_query_uses_the_runs_encoder(client: TestClient) -> None
     assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
 
 
+def test_text_query_with_a_filter_nothing_matches_answers_empty(client: TestClient) -> None:
+    answer = client.get(
+        "/v1/users/brand-new/recommendations",
+        params={"k": 5, "q": "a story about the sea", "filter": "category:no-such-category"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["items"] == []
+
+
 def test_health_ready_and_metrics(client: TestClient, runs_copy: TinyRun) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
