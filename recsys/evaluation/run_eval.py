@@ -51,7 +51,7 @@ def candidate_recall(candidates: pl.DataFrame, split: EvalSplit) -> float:
     return float(np.mean(hits)) if hits else 0.0
 
 
-def test_moments(split: EvalSplit) -> dict[str, int]:
+def first_test_moments(split: EvalSplit) -> dict[str, int]:
     """Each test user's moment: their first test event, snapped down to the as-of grid."""
     from recsys.pipeline import snap_down
 
@@ -66,7 +66,7 @@ def evaluate_recommender(
 ) -> tuple[Results, dict[str, Any]]:
     """recsys and each of its candidate sources alone, plus the candidate union's recall."""
     users = split.histories.user_ids
-    as_of = test_moments(split)
+    as_of = first_test_moments(split)
     k = max(ks)
     scored = recommender.scored_candidates(split.histories, as_of)
     results: Results = {"recsys": evaluate_topk(topk_matrix(top_k(scored, k), users, k), split, ks)}
@@ -102,7 +102,7 @@ def evaluate_promoted(
     users = split.histories.user_ids
     histories = Histories.from_interactions(split.train, promoted.catalog, users)
     k = max(ks)
-    ranked = top_k(promoted.scored_candidates(histories, test_moments(split)), k)
+    ranked = top_k(promoted.scored_candidates(histories, first_test_moments(split)), k)
     to_split = np.asarray([split.catalog.index(item) for item in promoted.catalog.ids.tolist()], dtype=object)
     mapped = ranked.with_columns(
         pl.Series("item_idx", to_split[ranked["item_idx"].to_numpy()].tolist(), dtype=pl.Int64)

@@ -68,27 +68,26 @@ class Ranker:
             verbose=-1,
         )
         info: dict[str, Any] = {"train_rows": train.height, "train_groups": len(_groups(train))}
-        if valid is None:
-            model.fit(
-                _matrix(train, features),
-                train["label"].to_numpy(),
-                group=_groups(train),
-                feature_name=features,
-            )
-            return cls(
-                model.booster_, features, {**info, "best_iteration": model.booster_.current_iteration()}
-            )
+        validation: dict[str, Any] = {}
+        if valid is not None:
+            validation = {
+                "eval_X": (_matrix(valid, features),),
+                "eval_y": (valid["label"].to_numpy(),),
+                "eval_group": [_groups(valid)],
+                "eval_at": [10],
+                "callbacks": [lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+            }
         model.fit(
             _matrix(train, features),
             train["label"].to_numpy(),
             group=_groups(train),
-            eval_X=(_matrix(valid, features),),
-            eval_y=(valid["label"].to_numpy(),),
-            eval_group=[_groups(valid)],
-            eval_at=[10],
             feature_name=features,
-            callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+            **validation,
         )
+        if valid is None:
+            return cls(
+                model.booster_, features, {**info, "best_iteration": model.booster_.current_iteration()}
+            )
         booster = model.booster_
         info |= {
             "best_iteration": int(model.best_iteration_ or booster.current_iteration()),
