@@ -1,14 +1,24 @@
-"""The whole nightly pipeline on the dev dataset: quality against every baseline, time and memory.
+"""What `recsys run` ships, scored through the CLI alone, beside strong baselines on the same time cut.
 
-    .venv/bin/python bench/quality.py [--data DIR] [--protocol per_user|global|both] [--config FILE]
+    .venv/bin/python bench/quality.py [--data DIR ...] [--regimes R,R ...] [--protocol per_user|global|both]
+                                      [--variants fine_tuned,pretrained,no_text] [--config FILE] [--out DIR]
 
-For each protocol this runs every stage of ``recsys run`` (validate → features → fine-tune →
-embeddings → index → retrieval → ranker → evaluation → batch recommendations) into a fresh runs
-folder, so the figures are those of the product's own job. The evaluation stage scores recsys,
-each of its candidate sources alone and every baseline (popularity all-time and recent, ItemKNN,
-ALS, EASE, pretrained-text similarity) in the same process, on the same temporal split, with full
-ranking over the catalog minus seen items. Prints the metrics table, recsys' NDCG@10 over the
-best baseline's, wall time per stage and peak resident memory; writes ``quality.json``.
+For each dataset (every folder of ``../shared/datasets`` by default, plus generated demo catalogs
+for ``--regimes``) and protocol, the events are cut in time:
+
+* ``per_user``: each user's last 20% of events is the future (users with >= 5 events);
+* ``global``: the last 10% of the time range is the future (what a nightly job really faces).
+
+The past (all items, the events before the cut) becomes a dataset folder; ``recsys run --data PAST``
+runs the nightly pipeline on it in a subprocess, and ``recsys recommend --users USERS --out
+recs.parquet --k 100`` writes the shipped lists for every user with future events. Those lists are
+scored against the future with full ranking (seen items excluded), beside baselines fitted on the
+same past in this process: popularity all-time and recent, ItemKNN, ALS, EASE, co-visitation and
+pretrained-text similarity. Slices: cold items (<= 3 past events) and sparse users (<= 5 past
+events). Variants (ablation of text): ``fine_tuned`` (the default recipe), ``pretrained`` (the base
+encoder, not fine-tuned), ``no_text`` (no semantic source and no text features).
+
+Writes ``quality.json`` and ``quality.md`` (the README's table) into ``--out``.
 """
 
 from __future__ import annotations
@@ -16,7 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,79 +35,205 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rich.console import Console
+import numpy as np
+import polars as pl
 
+from recsys.catalog import ItemCatalog
 from recsys.config import load_config
 from recsys.console import console
-from recsys.evaluation.report import metrics_table, slice_table
-from recsys.pipeline import RunContext, run_pipeline
+from recsys.data import load_dataset
+from recsys.evaluation.protocol import DEFAULT_TEST_SHARE, EvalSplit, evaluate_topk, make_split, run_baselines
+from recsys.evaluation.run_eval import topk_matrix
 
-DEV_DATASET = Path("/work/shared/datasets/movielens_small_tmdb")
-TEST_SHARE = {"per_user": 0.2, "global": 0.1}
-"""per_user: each user's last 20% of events (users with >= 5 events); global: the last 10% of time."""
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+RECSYS = str(Path(sys.executable).with_name("recsys"))
+K = 100
+KS = [10, 100]
+BASELINES = ["popular", "popular_recent", "itemknn", "als", "ease", "covisit", "pretrained_text"]
+VARIANTS: dict[str, dict[str, str]] = {
+    "fine_tuned": {},
+    "pretrained": {"RECSYS_ENCODER__FINE_TUNE": "false"},
+    "no_text": {
+        "RECSYS_ENCODER__FINE_TUNE": "false",
+        "RECSYS_RETRIEVAL__SOURCES": "[covisit, popular, ease]",
+        "RECSYS_RANKING__TEXT_FEATURES": "false",
+    },
+}
+COLUMNS = [
+    ("all", "ndcg@10"),
+    ("all", "recall@100"),
+    ("cold_items", "recall@100"),
+    ("sparse_users", "ndcg@10"),
+]
 
 
-def peak_rss_gib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def run_protocol(data: Path, config_path: Path | None, protocol: str, runs: Path) -> dict[str, Any]:
-    share = TEST_SHARE[protocol]
-    config = load_config(config_path, overrides={"split": {"protocol": protocol, "test_share": share}})
-    ctx = RunContext.create(config, data, runs, f"quality-{protocol}")
+def run_cli(args: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
+    """Run ``recsys ARGS`` under ``/usr/bin/time``; wall seconds and peak RSS (GiB) of the command."""
     started = time.perf_counter()
-    run_pipeline(ctx, force=True)
-    wall = time.perf_counter() - started
-    report = json.loads((ctx.store.run_dir(ctx.run_id) / "evaluation" / "report.json").read_text())
-    ndcg = {name: slices["all"]["ndcg@10"] for name, slices in report["results"].items()}
-    baselines = {name: value for name, value in ndcg.items() if name != "recsys" and ":" not in name}
-    best = max(baselines, key=baselines.__getitem__)
-    return {
-        "protocol": protocol,
-        "ndcg@10": ndcg,
-        "recsys_over_best_baseline": ndcg["recsys"] / baselines[best] if baselines[best] else None,
-        "best_baseline": best,
-        "results": report["results"],
-        "meta": report["meta"],
-        "wall_s": round(wall, 1),
-        "stage_s": ctx.timings,
-        "peak_rss_gib": round(peak_rss_gib(), 2),
+    with log.open("a") as handle:
+        handle.write(f"$ recsys {' '.join(args)}\n")
+        handle.flush()
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "PEAK_KB %M", RECSYS, *args],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        handle.write(done.stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"recsys {' '.join(args)} failed ({done.returncode}); see {log}")
+    peak_kb = next(
+        (int(line.split()[1]) for line in reversed(done.stderr.splitlines()) if line.startswith("PEAK_KB")), 0
+    )
+    return {"wall_s": round(time.perf_counter() - started, 1), "peak_rss_gib": round(peak_kb / 2**20, 2)}
+
+
+def shipped_lists(
+    past: Path, split: EvalSplit, variant: str, protocol: str, config: Path | None, scratch: Path
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The top-K lists `recsys run` + `recsys recommend` ship for the split's test users."""
+    runs = scratch / f"runs-{variant}"
+    env = {
+        **os.environ,
+        **VARIANTS[variant],
+        "RECSYS_SPLIT__PROTOCOL": protocol,
+        "RECSYS_SPLIT__TEST_SHARE": str(DEFAULT_TEST_SHARE[protocol]),
     }
+    common = ["--config", str(config)] if config else []
+    log = scratch / f"{variant}.log"
+    run = run_cli([*common, "run", "--data", str(past), "--runs", str(runs), "--run-id", "bench"], env, log)
+    users = scratch / "users.parquet"
+    pl.DataFrame({"user_id": split.histories.user_ids}).write_parquet(users)
+    recs_path = scratch / f"recs-{variant}.parquet"
+    recommend = run_cli(
+        [
+            *common,
+            "recommend",
+            "--users",
+            str(users),
+            "--out",
+            str(recs_path),
+            "--k",
+            str(K),
+            "--runs",
+            str(runs),
+        ],
+        env,
+        log,
+    )
+    recs = split.catalog.with_index(pl.read_parquet(recs_path))
+    manifest = json.loads((runs / "bench" / "manifest.json").read_text())
+    timings = {"run": run, "recommend": recommend, "stages_s": manifest["timings_s"]}
+    return topk_matrix(recs, split.histories.user_ids, K), timings
+
+
+def pretrained_vectors(items: pl.DataFrame, config: Path | None) -> np.ndarray:
+    from recsys.embeddings import encode_texts, item_texts
+    from recsys.encoder.model import load_encoder
+
+    cfg = load_config(config)
+    texts = item_texts(items, cfg.embeddings.template)
+    return encode_texts(load_encoder(cfg.encoder.base_model), texts, cfg.embeddings)
+
+
+def bench_dataset(
+    data: Path, protocol: str, variants: list[str], config: Path | None, scratch: Path
+) -> dict[str, Any]:
+    dataset = load_dataset(data)
+    catalog = ItemCatalog.from_items(dataset.items)
+    split = make_split(dataset.interactions, catalog, protocol, DEFAULT_TEST_SHARE[protocol])
+    past = scratch / "past"
+    past.mkdir(parents=True, exist_ok=True)
+    dataset.items.write_parquet(past / "items.parquet")
+    split.train.write_parquet(past / "interactions.parquet")
+    results: dict[str, Any] = {}
+    timings: dict[str, Any] = {}
+    for variant in variants:
+        console.print(f"[bold]{data.name} / {protocol} / {variant}[/]: recsys run + recommend")
+        lists, timings[variant] = shipped_lists(past, split, variant, protocol, config, scratch)
+        results[f"recsys ({variant})"] = evaluate_topk(lists, split, KS)
+    vectors = pretrained_vectors(dataset.items, config)
+    results.update(run_baselines(split, BASELINES, vectors, KS))
+    return {
+        "dataset": data.name,
+        "protocol": protocol,
+        "test_users": len(split.histories),
+        "past_events": split.train.height,
+        "future_events": split.test.height,
+        "results": results,
+        "timings": timings,
+    }
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    """One table: models as rows, the headline metrics and slices as columns, ratio to the best baseline."""
+    results = summary["results"]
+    baselines = {name: r["all"]["ndcg@10"] for name, r in results.items() if not name.startswith("recsys")}
+    best = max(baselines, key=baselines.__getitem__)
+    users = {s: int(next(iter(results.values()))[s]["users"]) for s, _ in COLUMNS}
+    header = [
+        "model",
+        *(f"{m} {s} (n={users[s]})" if s != "all" else m for s, m in COLUMNS),
+        "NDCG@10 / best",
+    ]
+    lines = [
+        f"**{summary['dataset']}, {summary['protocol']}** "
+        f"({summary['test_users']} test users; best baseline {best})",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for name, sliced in results.items():
+        values = [sliced[s].get(m) for s, m in COLUMNS]
+        cells = [f"{v:.4f}" if v is not None else "—" for v in values]
+        ratio = sliced["all"]["ndcg@10"] / baselines[best] if baselines[best] else float("nan")
+        label = f"**{name}**" if name.startswith("recsys") else name
+        lines.append("| " + " | ".join([label, *cells, f"{ratio:.2f}×"]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def demo_dataset(regime: str, scratch: Path) -> Path:
+    folder = scratch / f"demo-{regime}"
+    subprocess.run([RECSYS, "data", "demo", "--out", str(folder), "--regime", regime], check=True)
+    return folder
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=DEV_DATASET)
+    parser.add_argument(
+        "--data", type=Path, nargs="*", default=None, help="Dataset folders (default: all shared)"
+    )
+    parser.add_argument("--regimes", default="", help="Demo regimes to generate and bench, comma-separated")
+    parser.add_argument("--protocol", choices=["per_user", "global", "both"], default="both")
+    parser.add_argument("--variants", default="fine_tuned", help=f"Comma-separated of {list(VARIANTS)}")
     parser.add_argument(
         "--config", type=Path, default=None, help="YAML config (default: configs/default.yaml)"
     )
-    parser.add_argument("--protocol", choices=["per_user", "global", "both"], default="per_user")
-    parser.add_argument("--out", type=Path, default=None, help="Runs folder to keep (default: a temp dir)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     protocols = ["per_user", "global"] if args.protocol == "both" else [args.protocol]
-    with tempfile.TemporaryDirectory(prefix="recsys-quality-") as scratch:
-        runs = args.out or Path(scratch)
-        summaries = [run_protocol(args.data, args.config, protocol, runs) for protocol in protocols]
-    wide = Console(width=200)
-    for summary in summaries:
-        ratio = summary["recsys_over_best_baseline"]
-        wide.print(
-            metrics_table(summary["results"], title=f"{summary['protocol']}: full ranking, test split")
-        )
-        wide.print(slice_table(summary["results"]))
-        console.print(
-            f"[bold]{summary['protocol']}[/]: recsys NDCG@10 {summary['ndcg@10']['recsys']:.4f}, "
-            f"best baseline {summary['best_baseline']} {summary['ndcg@10'][summary['best_baseline']]:.4f} "
-            f"({ratio:.2f}x); wall {summary['wall_s']:.0f} s, peak RSS {summary['peak_rss_gib']:.2f} GiB"
-        )
-        console.print("  stages (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["stage_s"].items()))
-    target = (args.out or Path(".")) / "quality.json"
-    target.write_text(json.dumps(summaries, indent=2) + "\n")
-    console.print(f"wrote {target}")
+    variants = [v for v in args.variants.split(",") if v]
+    args.out.mkdir(parents=True, exist_ok=True)
+    summaries: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="recsys-quality-") as tmp:
+        scratch = Path(tmp)
+        datasets = args.data if args.data is not None else sorted(p for p in DATASETS.iterdir() if p.is_dir())
+        datasets += [demo_dataset(regime, scratch) for regime in args.regimes.split(",") if regime]
+        for data in datasets:
+            for protocol in protocols:
+                summaries.append(
+                    bench_dataset(data, protocol, variants, args.config, scratch / data.name / protocol)
+                )
+                (args.out / "quality.json").write_text(json.dumps(summaries, indent=2) + "\n")
+                (args.out / "quality.md").write_text("\n".join(markdown(s) for s in summaries))
+                console.print(markdown(summaries[-1]))
+    console.print(f"wrote {args.out / 'quality.json'} and {args.out / 'quality.md'}")
 
 
 if __name__ == "__main__":

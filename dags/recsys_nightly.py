@@ -19,8 +19,8 @@ config, data and runs folders, stage timings), never data: stages read and write
   The schedule is the config's `pipeline.schedule`, read when the DAG file is parsed.
 
 Stages run one after another in `recsys.pipeline.PIPELINE` order, as `recsys run` does: the
-encoder trains under a time budget, and running the cheap stages beside it would only take
-CPU from it.
+encoder's fine-tuning is most of the work, and running the cheap stages beside it would only take
+CPU from it. Each stage fits the evaluated recipe and the one the run ships (see `recsys.pipeline`).
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def _resolve(path: str) -> str:
 
 
 def _context(run: RunInfo) -> Any:
-    """The pipeline's RunContext for this run (imported here: recsys.pipeline is heavy)."""
+    """The pipeline's RunContext for this run (imported here: recsys is heavy to import)."""
     from recsys.artifacts import RunStore
-    from recsys.pipeline import RunContext
+    from recsys.run_context import RunContext
 
     config = Config.model_validate(run["config"])
     return RunContext(config, RunStore(run["runs_dir"]), run["run_id"], Path(run["data_dir"]))
@@ -113,7 +113,7 @@ def _stage_task(name: str) -> Any:
 @task
 def publish(run: RunInfo) -> RunInfo:
     """Move the staged run into place and promote it if it passes the quality gate."""
-    from recsys.pipeline import publish as publish_run
+    from recsys.promotion import publish as publish_run
 
     ctx = _context(run)
     ctx.timings = dict(run["timings"])

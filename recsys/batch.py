@@ -1,16 +1,24 @@
-"""Batch recommendations for a list of users from a run (the CLI's ``recommend``)."""
+"""Batch recommendations: every user of a run (the pipeline's stage) or a list of users (the CLI).
+
+Users are scored in chunks of ``recommend.chunk_users`` and streamed into one Parquet file, so
+memory grows with the chunk and the catalog, never with the number of users; each user's answer
+depends only on their own history, so the output is the same whatever the chunk size.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
+from rich.progress import Progress
 
-from recsys.artifacts import RunStore
+from recsys.artifacts import RunStore, atomic_path
+from recsys.assemble import load_recommender
 from recsys.catalog import Histories
 from recsys.config import Config
 from recsys.data.readers import read_table
-from recsys.recommend import Recommender
+from recsys.recommend import RESULT_COLUMNS, Recommender
 
 
 def load_users(path: Path) -> list[str]:
@@ -21,15 +29,75 @@ def load_users(path: Path) -> list[str]:
     return frame["user_id"].cast(pl.String).drop_nulls().unique(maintain_order=True).to_list()
 
 
+def write_recommendations(
+    recommender: Recommender,
+    histories: Histories,
+    as_of: int,
+    k: int,
+    chunk_users: int,
+    out: Path,
+    columns: list[str] = RESULT_COLUMNS,
+) -> int:
+    """Top ``k`` of every user of ``histories`` as of ``as_of``, chunk by chunk into ``out``; rows written."""
+    rows = 0
+    with atomic_path(out) as tmp, Progress(transient=True) as progress:
+        task = progress.add_task("batch recommendations", total=len(histories))
+        writer: pq.ParquetWriter | None = None
+        try:
+            for chunk in histories.chunks(chunk_users):
+                table = recommender.recommend(chunk, dict.fromkeys(chunk.user_ids, as_of), k).select(columns)
+                arrow = table.to_arrow()
+                if writer is None:
+                    writer = pq.ParquetWriter(str(tmp), arrow.schema)
+                writer.write_table(arrow.cast(writer.schema))
+                rows += table.height
+                progress.advance(task, len(chunk))
+            if writer is None:  # no users: an empty file with the columns
+                pl.DataFrame(schema={name: pl.String for name in columns}).write_parquet(tmp)
+        finally:
+            if writer is not None:
+                writer.close()
+    return rows
+
+
+def run_now(run_dir: Path) -> int:
+    """The moment a run answers for: just after its latest event."""
+    events = pl.scan_parquet(run_dir / "data" / "interactions.parquet")
+    return int(events.select(pl.col("ts").max()).collect().item()) + 1
+
+
+def _run_dir(config: Config, run_id: str | None, runs: Path | None) -> Path:
+    store = RunStore(runs or Path(config.pipeline.runs_dir))
+    return store.run_dir(run_id) if run_id else store.current_dir()
+
+
+def _histories(run_dir: Path, recommender: Recommender, user_ids: list[str]) -> Histories:
+    events = pl.read_parquet(run_dir / "data" / "interactions.parquet", columns=["user_id", "item_id", "ts"])
+    return Histories.from_interactions(events, recommender.catalog, users=user_ids)
+
+
 def recommend_users(
     config: Config, user_ids: list[str], k: int, run_id: str | None = None, runs: Path | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(recommendations, items) for ``user_ids`` as of just after the run's latest event."""
-    store = RunStore(runs or Path(config.pipeline.runs_dir))
-    run_dir = store.run_dir(run_id) if run_id else store.current_dir()
-    recommender = Recommender.load(run_dir)
-    events = pl.read_parquet(run_dir / "data" / "interactions.parquet")
-    now = int(events["ts"].max()) + 1  # type: ignore[arg-type]
-    histories = Histories.from_interactions(events, recommender.catalog, users=user_ids)
-    recs = recommender.recommend(histories, dict.fromkeys(user_ids, now), k)
-    return recs, recommender.items
+    """(recommendations, items) for a few ``user_ids`` as of just after the run's latest event."""
+    run_dir = _run_dir(config, run_id, runs)
+    recommender = load_recommender(run_dir)
+    histories = _histories(run_dir, recommender, user_ids)
+    return recommender.recommend(histories, dict.fromkeys(user_ids, run_now(run_dir)), k), recommender.items
+
+
+def write_batch(
+    config: Config,
+    user_ids: list[str],
+    k: int,
+    out: Path,
+    run_id: str | None = None,
+    runs: Path | None = None,
+) -> int:
+    """Recommendations for many ``user_ids`` into ``out`` (Parquet), in chunks; rows written."""
+    run_dir = _run_dir(config, run_id, runs)
+    recommender = load_recommender(run_dir)
+    histories = _histories(run_dir, recommender, user_ids)
+    return write_recommendations(
+        recommender, histories, run_now(run_dir), k, config.recommend.chunk_users, out
+    )

@@ -6,7 +6,7 @@ order (the order of the validated items table); ids appear only at the edges.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +59,15 @@ class Histories:
 
     def __len__(self) -> int:
         return len(self.user_ids)
+
+    def slice(self, start: int, stop: int) -> Histories:
+        """Users ``start..stop-1`` (the arrays are shared, not copied)."""
+        return Histories(self.user_ids[start:stop], self.items[start:stop], self.timestamps[start:stop])
+
+    def chunks(self, size: int) -> Iterator[Histories]:
+        """Consecutive slices of at most ``size`` users: batch work whose memory the chunk bounds."""
+        for start in range(0, len(self), size):
+            yield self.slice(start, start + size)
 
     @classmethod
     def from_interactions(

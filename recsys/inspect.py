@@ -39,8 +39,8 @@ from recsys.ranking.explain import (
 
 if TYPE_CHECKING:
     from recsys.evaluation.protocol import EvalSplit
-    from recsys.pipeline import RunContext
     from recsys.recommend import Recommender
+    from recsys.run_context import RunContext
 
 SAMPLE_USERS = 100
 """Users whose candidates are scored for importance and drift (enough for stable means, quick)."""
@@ -130,7 +130,7 @@ class RunInspector:
 
     @cached_property
     def context(self) -> RunContext:
-        from recsys.pipeline import RunContext
+        from recsys.run_context import RunContext
 
         return RunContext(
             self.config,
@@ -142,9 +142,9 @@ class RunInspector:
     @cached_property
     def recommender(self) -> Recommender:
         """The serving recommender (models fitted on all data), with offline behaviour as of the run."""
-        from recsys.recommend import Recommender
+        from recsys.assemble import load_recommender
 
-        return Recommender.load(self.run_dir)
+        return load_recommender(self.run_dir)
 
     @cached_property
     def events(self) -> pl.DataFrame:
@@ -193,18 +193,22 @@ class RunInspector:
 
     @cached_property
     def training_frame(self) -> pl.DataFrame:
-        """The ranker's labelled training candidates (fit history → label_train targets), as trained on,
-        for a seeded sample of at most :data:`TRAINING_USERS` users."""
-        from recsys.pipeline import candidate_recommender, labelled_candidates, read_events
+        """The shipped ranker's labelled training candidates (history → first half of its label window),
+        as trained on, for a seeded sample of at most :data:`TRAINING_USERS` users."""
+        from recsys.assemble import candidate_recommender
+        from recsys.ranking.training_set import labelled_candidates
+        from recsys.run_context import read_events
 
         ctx = self.context
-        recommender = candidate_recommender(ctx, "fit")
+        shipped = (ctx.path("split") / "ship_fit.parquet").exists()  # runs before the split had one ranker
+        prefix = "ship_" if shipped else ""
+        recommender = candidate_recommender(ctx, prefix + "fit")
         cap = self.config.ranking.max_users
         users = TRAINING_USERS if cap is None else min(TRAINING_USERS, cap)
         return labelled_candidates(
             recommender,
-            read_events(ctx, "fit"),
-            read_events(ctx, "label_train"),
+            read_events(ctx, prefix + "fit"),
+            read_events(ctx, prefix + "label_train"),
             users,
             self.config.ranking.seed,
         )
@@ -315,10 +319,10 @@ class RunInspector:
     @cached_property
     def _evaluation_lists(self) -> tuple[EvalSplit, dict[str, np.ndarray]]:
         """The evaluation split and top-k lists of recsys and each of its sources (models fitted on train)."""
+        from recsys.assemble import candidate_recommender, evaluated_ranker
         from recsys.evaluation.protocol import make_split
         from recsys.evaluation.run_eval import topk_matrix
-        from recsys.pipeline import candidate_recommender, snap_down
-        from recsys.ranking.ranker import Ranker
+        from recsys.ranking.training_set import snap_down
         from recsys.recommend import top_k
 
         config = self.config
@@ -330,7 +334,7 @@ class RunInspector:
             config.split.min_user_events,
             config.evaluation.max_users,
         )
-        recommender = candidate_recommender(self.context, "eval", Ranker.load(self.run_dir / "ranker"))
+        recommender = candidate_recommender(self.context, "eval", evaluated_ranker(self.context))
         users = split.histories.user_ids
         first = dict(split.test.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
         as_of = dict(zip(users, snap_down(np.asarray([first[u] for u in users])).tolist(), strict=True))

@@ -13,7 +13,7 @@ values equal the batch path's (tests compare them), up to float rounding of sums
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -26,7 +26,6 @@ from recsys.ranking.features import DAY, RECENT_FOR_SIMILARITY, BehaviouralFeatu
 from recsys.ranking.ranker import Ranker
 from recsys.retrieval.base import CandidateSource
 from recsys.retrieval.blend import blend
-from recsys.retrieval.covisit import CovisitSource
 from recsys.retrieval.scorer_source import ScorerSource, top_k_items
 from recsys.retrieval.semantic import SemanticSource
 
@@ -165,18 +164,14 @@ class Recommender:
             columns[f"cand_{source.name}_rank"] = ranks[:, column]
         columns.update(self._semantic_features(histories, union))
         columns.update(self._behavioural_features(user_id, union, as_of, history))
-        created = self._created_at()
+        created = self._created_at
         columns["item_age_days"] = ((as_of - created[union]) / DAY).astype(np.float32)
         names = self.ranker.features
         # float32 values (what the batch path feeds the ranker) held as float64: LightGBM reads those faster
         matrix = np.empty((len(union), len(names)), dtype=np.float64)
         for i, name in enumerate(names):
             matrix[:, i] = columns[name].astype(np.float32)
-        predicted = (
-            np.asarray(self.ranker.booster.predict(matrix, num_threads=1), dtype=np.float64)
-            if len(union)
-            else np.zeros(0)
-        )
+        predicted = self.ranker.predict_matrix(matrix) if len(union) else np.zeros(0)
         return UserCandidates(
             user_id,
             as_of,
@@ -194,8 +189,8 @@ class Recommender:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(item indices, scores float32, ranks) of one source for one user, as ``source.candidates`` gives.
 
-        The known sources are queried through their numpy internals (no frames); others through
-        ``candidates``, which uses their own ``exclude_seen``.
+        Scorer and semantic sources are queried through their numpy internals (no frames); others
+        through ``candidates``, which uses their own ``exclude_seen``.
         """
         exclude = source.exclude_seen if exclude_seen is None else exclude_seen
         if isinstance(source, ScorerSource):
@@ -206,11 +201,11 @@ class Recommender:
             vectors = source.user_vectors(histories)
             if not np.linalg.norm(vectors[0]) > 0:
                 return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
-            values, indices = source.index.search(vectors, k, exclude=histories.items if exclude else None)
+            values, indices = source.index.search(
+                vectors, k, exclude=histories.items if exclude else None, allow=source.allow
+            )
             keep = np.flatnonzero(indices[0] >= 0)
             return indices[0, keep], values[0, keep], (keep + 1).astype(np.float32)
-        if isinstance(source, CovisitSource):
-            return self._covisit_candidates(source, histories.items[0], k, exclude)
         frame = source.candidates(histories, k)
         return (
             frame["item_idx"].to_numpy(),
@@ -218,54 +213,9 @@ class Recommender:
             frame["rank"].to_numpy().astype(np.float32),
         )
 
-    def _covisit_candidates(
-        self, source: CovisitSource, history: np.ndarray, k: int, exclude: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`CovisitSource.candidates` for one history: neighbours of the recent items, the latest
-        weighted 1, the one before 1/2, ...; float64 products and sums, rounded to float32 as there."""
-        starts, targets, weights = self._covisit_table(source)
-        recent = history[-source.recent_items :]
-        decay = 1.0 / np.arange(len(recent), 0, -1)
-        parts = [
-            (targets[starts[i] : starts[i + 1]], weights[starts[i] : starts[i + 1]] * d)
-            for i, d in zip(recent, decay, strict=True)
-        ]
-        if not parts:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
-        others = np.concatenate([other for other, _ in parts])
-        size = len(self.catalog)
-        totals = np.bincount(others, weights=np.concatenate([w for _, w in parts]), minlength=size)
-        hit = np.bincount(others, minlength=size) > 0
-        if exclude:
-            hit[history] = False
-        idx = np.flatnonzero(hit)
-        score = totals[idx].astype(np.float32)
-        order = np.lexsort((idx, -score))[:k]
-        return idx[order], score[order], np.arange(1, len(order) + 1, dtype=np.float32)
-
-    def _cache(self) -> dict[str, object]:
-        cache: dict[str, object] | None = self.__dict__.get("_arrays")
-        if cache is None:
-            cache = {}
-            self.__dict__["_arrays"] = cache
-        return cache
-
-    def _covisit_table(self, source: CovisitSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The source's neighbour table as CSR arrays (row starts per item, targets, float64 weights)."""
-        key = f"covisit:{id(source)}"
-        cache = self._cache()
-        if key not in cache:
-            table = source.neighbours.with_row_index("_order").sort("src", "_order")
-            src = table["src"].to_numpy()
-            starts = np.searchsorted(src, np.arange(len(self.catalog) + 1))
-            cache[key] = (starts, table["dst"].to_numpy(), table["weight"].to_numpy().astype(np.float64))
-        return cache[key]  # type: ignore[return-value]
-
+    @cached_property
     def _created_at(self) -> np.ndarray:
-        cache = self._cache()
-        if "created_at" not in cache:
-            cache["created_at"] = self.items["created_at"].to_numpy().astype(np.float64)
-        return cache["created_at"]  # type: ignore[return-value]
+        return self.items["created_at"].to_numpy().astype(np.float64)
 
     def _semantic_features(self, histories: Histories, candidates: np.ndarray) -> dict[str, np.ndarray]:
         """:func:`~recsys.ranking.features.semantic_features` for one user."""
@@ -300,13 +250,6 @@ class Recommender:
         )
         frame = self.behaviour.features(rows)
         return {name: frame[name].to_numpy() for name in names}
-
-    @classmethod
-    def load(cls, run_dir: Path, behaviour: BehaviouralFeatures | None = None) -> Recommender:
-        """Everything a promoted run needs to answer, from its folder (see :mod:`recsys.pipeline`)."""
-        from recsys.pipeline import load_recommender
-
-        return load_recommender(run_dir, behaviour)
 
 
 def top_k(scored: pl.DataFrame, k: int) -> pl.DataFrame:

@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from recsys.artifacts import RunStore
+from recsys.assemble import load_recommender
 from recsys.catalog import Histories
 from recsys.config import Config, config_of_run
 from recsys.index import ANNIndex, load_index
@@ -234,7 +235,7 @@ def load_state(settings: ServingSettings, config: Config) -> ServingState:
     store = open_online_store(run_config.features, runs_dir)
     try:
         behaviour = OnlineBehaviour(store, items, run_config.features)
-        recommender = Recommender.load(run_dir, behaviour)
+        recommender = load_recommender(run_dir, behaviour)
         recommender.config = run_config
         events = pl.read_parquet(
             run_dir / "data" / "interactions.parquet", columns=["user_id", "item_id", "ts"]

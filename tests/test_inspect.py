@@ -12,12 +12,13 @@ from typer.testing import CliRunner
 from recsys.cli import app
 from recsys.config import load_config
 from recsys.inspect import RunInspector, _gini, population_stability
-from recsys.pipeline import RunContext, run_pipeline
+from recsys.pipeline import run_pipeline
 from recsys.ranking.explain import BIAS, RANKED, SEEN, contribution_column
+from recsys.run_context import RunContext
 
 DEV_DATASET = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "movielens_small_tmdb"
 TINY_CONFIG = """
-encoder: {max_pairs: 500, epochs: 1, time_budget_s: 20, batch_size: 16, max_seq_length: 32,
+encoder: {max_pairs: 500, epochs: 1, max_steps: 20, refresh_steps: 5, batch_size: 16, max_seq_length: 32,
           eval_max_queries: 30, eval_corpus_items: 200}
 embeddings: {batch_size: 128, max_seq_length: 32}
 index: {backend: exact}

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from recsys.artifacts import RunStore
 from recsys.cli import app
 from recsys.config import load_config
 from recsys.data.demo import DemoSpec, write_demo
-from recsys.pipeline import STAGES, RunContext, run_pipeline
+from recsys.pipeline import STAGES, run_pipeline
+from recsys.run_context import RunContext
 
 CONFIG = Path(__file__).parent / "pipeline_config.yaml"
 SPEC = DemoSpec(users=400, items=500, events=24_000, topics=12, seed=5)
@@ -46,6 +48,37 @@ def test_run_is_published_self_describing_and_promoted(finished_run: RunContext)
     assert "user_item_cosine" in features and "cand_covisit_rank" in features
     assert manifest["metrics"]["recsys"]["ndcg@10"] > 0
     assert manifest["config"]["ranking"] == load_config(CONFIG, environ={}).ranking.model_dump()
+
+
+def test_shipped_ranker_learns_from_the_latest_window_and_the_manifest_names_what_ships(
+    finished_run: RunContext,
+) -> None:
+    store = finished_run.store
+    run_dir = store.run_dir("run-test")
+    manifest = store.manifest("run-test")
+    events = pl.read_parquet(run_dir / "data" / "interactions.parquet")
+    last_event = events["ts"].max()
+    shipped, evaluated = manifest["artifacts"]["shipped"], manifest["artifacts"]["evaluated"]
+    # The shipped ranker's labels end at the data's last event; the evaluated one's before the test window.
+    assert manifest["ranker"]["label_window"][1] == last_event
+    assert shipped["windows"]["ranker_labels"]["ts_max"] == last_event
+    test_window = manifest["data"]["split"]["test"]
+    assert manifest["evaluated_ranker"]["label_window"][1] <= test_window["ts_max"]
+    assert evaluated["windows"]["ranker_labels"]["ts_max"] < last_event or test_window["ts_min"] == last_event
+    # Its candidates came from sources fitted strictly before its labels (per user: on earlier events).
+    assert shipped["windows"]["ranker_history"]["ts_max"] <= last_event
+    # The shipped encoder has seen every event; the evaluated one only the evaluated ranker's history.
+    assert shipped["windows"]["encoder"]["ts_max"] == last_event
+    assert evaluated["windows"]["encoder"] == evaluated["windows"]["ranker_history"]
+    assert manifest["artifacts"]["encoder"]["shipped"]["refreshed"]
+    for which in (shipped, evaluated):
+        for name in ("encoder", "embeddings", "index", "ranker", "sources"):
+            assert (run_dir / which[name]).exists(), (name, which[name])
+    assert (run_dir / shipped["recommendations"]).exists()
+    # Evaluated and shipped are different models.
+    assert (run_dir / "ranker" / "model.txt").read_text() != (
+        run_dir / "ranker" / "evaluated" / "model.txt"
+    ).read_text()
 
 
 def test_ranker_beats_each_single_candidate_source(finished_run: RunContext) -> None:
@@ -126,3 +159,20 @@ def test_a_second_run_with_the_same_data_goes_through_the_gate(finished_run: Run
     assert (
         store.manifest("run-test-2")["metrics"]["recsys"] == store.manifest("run-test")["metrics"]["recsys"]
     )
+
+
+def test_batch_output_is_the_same_whatever_the_chunk_size(finished_run: RunContext, tmp_path: Path) -> None:
+    from recsys.batch import write_batch
+
+    store = finished_run.store
+    run_dir = store.run_dir("run-test")
+    stage_output = pl.read_parquet(run_dir / "recommendations" / "recommendations.parquet")
+    users = stage_output["user_id"].unique(maintain_order=True).to_list()[:40]
+    config = finished_run.config.model_copy(deep=True)
+    config.recommend.chunk_users = 7  # 40 users: five full chunks and a partial one
+    out = tmp_path / "recs.parquet"
+    rows = write_batch(config, users, 10, out, "run-test", store.root)
+    chunked = pl.read_parquet(out)
+    assert rows == chunked.height == 40 * 10
+    expected = stage_output.filter(pl.col("user_id").is_in(users))
+    assert_frame_equal(chunked.select(expected.columns), expected, check_row_order=False)

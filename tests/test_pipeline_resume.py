@@ -18,14 +18,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from recsys.artifacts import CURRENT, STAGING, RunStore, run_id_for
 from recsys.cli import app
 from recsys.config import Config, load_config
 from recsys.data.demo import DemoSpec, write_demo
-from recsys.pipeline import STAGES, RunContext, publish, run_pipeline
+from recsys.pipeline import STAGES, run_pipeline
+from recsys.promotion import publish
+from recsys.run_context import RunContext
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -50,7 +54,8 @@ def _kill_during(stage: str, config_path: Path, data: Path, runs: Path, run_id: 
     code = f"""
         from pathlib import Path
         from recsys.config import load_config
-        from recsys.pipeline import RunContext, run_pipeline
+        from recsys.pipeline import run_pipeline
+        from recsys.run_context import RunContext
         config = load_config({str(config_path)!r}, environ={{}})
         run_pipeline(RunContext.create(config, Path({str(data)!r}), Path({str(runs)!r}), {run_id!r}))
     """
@@ -168,6 +173,8 @@ def test_rerunning_the_same_date_rewrites_the_same_run(resumed: Resumed) -> None
     store = RunStore(resumed.runs)
     root_before = sorted(path.name for path in resumed.runs.iterdir())
     runs_before = [run["run_id"] for run in store.list_runs()]
+    recommendations = Path("recommendations") / "recommendations.parquet"
+    shipped_before = pl.read_parquet(store.run_dir(resumed.run_id) / recommendations)
 
     ctx = RunContext(resumed.config, store, run_id_for(NIGHT), resumed.data)
     run_dir, _, _ = run_pipeline(ctx)
@@ -178,6 +185,9 @@ def test_rerunning_the_same_date_rewrites_the_same_run(resumed: Resumed) -> None
     assert sorted(path.name for path in resumed.runs.iterdir()) == root_before  # no second copy
     assert sorted(path.name for path in run_dir.iterdir()) == sorted([*STAGES, "manifest.json"])
     assert list((resumed.runs / STAGING).iterdir()) == []
+    # Every stage ran again, the encoder's fine-tuning and refresh included (budgets in steps, not
+    # seconds): the same data and config ship the same recommendations.
+    assert_frame_equal(pl.read_parquet(run_dir / recommendations), shipped_before)
 
 
 def test_a_night_with_new_data_compares_both_models_on_its_window(resumed: Resumed, tmp_path: Path) -> None:

@@ -48,21 +48,22 @@ def recommend(
     runs: Path | None = typer.Option(None, "--runs", help="Runs folder (default: config pipeline.runs_dir)."),
 ) -> None:
     """Recommendations from a run; unknown users get the fallback (recent popularity)."""
-    from recsys.batch import load_users, recommend_users
+    from recsys.batch import load_users, recommend_users, write_batch
 
     if (user is None) == (users is None):
         fail("give exactly one of --user or --users")
     if users is not None and output is None:
         fail("--users needs --out")
+    config = state(ctx).config
     try:
-        user_ids = [user] if user is not None else load_users(users)  # type: ignore[arg-type]
-        recs, items = recommend_users(state(ctx).config, user_ids, k, run_id, runs)
+        if users is not None and output is not None:
+            user_ids = load_users(users)
+            rows = write_batch(config, user_ids, k, output, run_id, runs)
+            out.print(f"wrote {rows} recommendations for {len(user_ids)} users to {output}")
+            return
+        recs, items = recommend_users(config, [str(user)], k, run_id, runs)
     except (RunError, ValueError, FileNotFoundError) as error:
         fail(str(error))
-    if output is not None:
-        recs.write_parquet(output)
-        out.print(f"wrote {recs.height} recommendations for {len(user_ids)} users to {output}")
-        return
     shown = recs.join(items.select("item_id", "title"), on="item_id", how="left").sort("rank")
     fallback = bool(shown["fallback"].any()) if shown.height else True
     table = Table(title=f"user {user}" + (" (unknown user: fallback)" if fallback else ""))

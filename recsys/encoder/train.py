@@ -224,6 +224,7 @@ def fine_tune(
         args = SentenceTransformerTrainingArguments(
             output_dir=str(scratch / "checkpoints"),
             num_train_epochs=config.epochs,
+            max_steps=config.max_steps or -1,
             per_device_train_batch_size=config.batch_size,
             per_device_eval_batch_size=config.batch_size,
             learning_rate=config.learning_rate,

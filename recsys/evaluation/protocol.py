@@ -28,6 +28,7 @@ from recsys.data import global_split, per_user_split, time_at_share
 from recsys.evaluation.metrics import coverage_at_k, novelty_at_k, per_user_metrics
 from recsys.models import (
     ALSScorer,
+    CovisitScorer,
     EASEScorer,
     ItemKNNScorer,
     PopularityScorer,
@@ -44,7 +45,7 @@ DEFAULT_TEST_SHARE: dict[str, float] = {"per_user": 0.2, "global": 0.1}
 COLD_ITEM_MAX_EVENTS = 3
 SPARSE_USER_MAX_EVENTS = 5
 HEAVY_USER_QUANTILE = 0.9
-BASELINES = ("popular", "popular_recent", "itemknn", "als", "ease", "pretrained_text")
+BASELINES = ("popular", "popular_recent", "itemknn", "als", "ease", "covisit", "pretrained_text")
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ def baseline_scorer(name: str, item_vectors: np.ndarray | None = None, recent_da
         "itemknn": ItemKNNScorer,
         "als": ALSScorer,
         "ease": EASEScorer,
+        "covisit": CovisitScorer,
         "pretrained_text": lambda: TextSimilarityScorer(item_vectors),
     }
     if name not in factories:

@@ -21,8 +21,8 @@ from recsys.evaluation.report import metrics_table, slice_table, write_report
 from recsys.recommend import top_k
 
 if TYPE_CHECKING:
-    from recsys.pipeline import RunContext
     from recsys.recommend import Recommender
+    from recsys.run_context import RunContext
 
 Results = dict[str, dict[str, dict[str, float]]]
 PROMOTED = "promoted:"
@@ -40,20 +40,20 @@ def topk_matrix(frame: pl.DataFrame, user_ids: list[str], k: int, rank: str = "r
     return out
 
 
-def candidate_recall(candidates: pl.DataFrame, split: EvalSplit) -> float:
-    """Share of test items found anywhere in the blended candidate set (the ranker's ceiling)."""
+def candidate_recall(candidates: pl.DataFrame, user_ids: list[str], truths: list[np.ndarray]) -> list[float]:
+    """Per user, the share of test items found anywhere in the blended candidate set (the ranker's
+    ceiling)."""
     found = candidates.group_by("user_id").agg(pl.col("item_idx"))
     by_user = {user: set(items) for user, items in found.iter_rows()}
-    hits = [
+    return [
         len(by_user.get(user, set()) & set(truth.tolist())) / len(truth)
-        for user, truth in zip(split.histories.user_ids, split.test_items, strict=True)
+        for user, truth in zip(user_ids, truths, strict=True)
     ]
-    return float(np.mean(hits)) if hits else 0.0
 
 
 def first_test_moments(split: EvalSplit) -> dict[str, int]:
     """Each test user's moment: their first test event, snapped down to the as-of grid."""
-    from recsys.pipeline import snap_down
+    from recsys.ranking.training_set import snap_down
 
     users = split.histories.user_ids
     first_test = split.test.group_by("user_id").agg(pl.col("ts").min())
@@ -62,20 +62,30 @@ def first_test_moments(split: EvalSplit) -> dict[str, int]:
 
 
 def evaluate_recommender(
-    recommender: Recommender, split: EvalSplit, ks: list[int]
+    recommender: Recommender, split: EvalSplit, ks: list[int], chunk_users: int
 ) -> tuple[Results, dict[str, Any]]:
-    """recsys and each of its candidate sources alone, plus the candidate union's recall."""
-    users = split.histories.user_ids
+    """recsys and each of its candidate sources alone, plus the candidate union's recall.
+
+    Test users are scored ``chunk_users`` at a time: memory is bounded by the chunk, not the split.
+    """
     as_of = first_test_moments(split)
     k = max(ks)
-    scored = recommender.scored_candidates(split.histories, as_of)
-    results: Results = {"recsys": evaluate_topk(topk_matrix(top_k(scored, k), users, k), split, ks)}
+    lists, recall, candidates = [], [], 0
+    for start in range(0, len(split.histories), chunk_users):
+        chunk = split.histories.slice(start, start + chunk_users)
+        scored = recommender.scored_candidates(chunk, {user: as_of[user] for user in chunk.user_ids})
+        lists.append(topk_matrix(top_k(scored, k), chunk.user_ids, k))
+        recall += candidate_recall(scored, chunk.user_ids, split.test_items[start : start + chunk_users])
+        candidates += scored.height
+    users = split.histories.user_ids
+    topk = np.concatenate(lists) if lists else np.zeros((0, k), dtype=np.int64)
+    results: Results = {"recsys": evaluate_topk(topk, split, ks)}
     for source in recommender.sources:
         frame = source.candidates(split.histories, k)
         results[f"source:{source.name}"] = evaluate_topk(topk_matrix(frame, users, k), split, ks)
     return results, {
-        "candidates_recall": candidate_recall(scored, split),
-        "candidates_per_user": scored.height / len(users),
+        "candidates_recall": float(np.mean(recall)) if recall else 0.0,
+        "candidates_per_user": candidates / max(len(users), 1),
     }
 
 
@@ -89,16 +99,13 @@ def evaluate_promoted(
     run's events, point in time. Its catalog may lack this run's new items: histories keep the items
     it knows, and its answers are mapped back to this split's catalog.
     """
-    from recsys.config import config_of_run
-    from recsys.pipeline import RunContext, candidate_recommender, read_events, read_items
+    from recsys.assemble import candidate_recommender, evaluated_ranker, run_context_of
     from recsys.ranking.behaviour import OfflineBehaviour
-    from recsys.ranking.ranker import Ranker
+    from recsys.run_context import read_events, read_items
 
-    manifest = ctx.store.manifest(run_id)
-    config = config_of_run(manifest["config"])
-    promoted_ctx = RunContext(config, ctx.store, run_id, Path(manifest["data"]["source"]))
-    promoted = candidate_recommender(promoted_ctx, "eval", Ranker.load(ctx.store.run_dir(run_id) / "ranker"))
-    promoted.behaviour = OfflineBehaviour(read_events(ctx), read_items(ctx), config.features)
+    promoted_ctx = run_context_of(ctx.store.run_dir(run_id))
+    promoted = candidate_recommender(promoted_ctx, "eval", evaluated_ranker(promoted_ctx))
+    promoted.behaviour = OfflineBehaviour(read_events(ctx), read_items(ctx), promoted_ctx.config.features)
     users = split.histories.user_ids
     histories = Histories.from_interactions(split.train, promoted.catalog, users)
     k = max(ks)
@@ -122,7 +129,7 @@ def pretrained_vectors(ctx: RunContext) -> np.ndarray:
     from recsys.artifacts import atomic_path
     from recsys.embeddings import encode_texts, item_texts
     from recsys.encoder.model import load_encoder
-    from recsys.pipeline import read_items
+    from recsys.run_context import read_items
 
     config = ctx.config
     texts = item_texts(read_items(ctx), config.embeddings.template)
@@ -151,9 +158,9 @@ class EvaluationReport:
 
 
 def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
+    from recsys.assemble import candidate_recommender, evaluated_ranker
     from recsys.catalog import ItemCatalog
-    from recsys.pipeline import candidate_recommender, read_events, read_items
-    from recsys.ranking.ranker import Ranker
+    from recsys.run_context import read_events, read_items
 
     config = ctx.config
     ks = sorted(config.evaluation.ks)
@@ -166,8 +173,8 @@ def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
         config.split.min_user_events,
         config.evaluation.max_users,
     )
-    recommender = candidate_recommender(ctx, "eval", Ranker.load(ctx.path("ranker")))
-    results, extra = evaluate_recommender(recommender, split, ks)
+    recommender = candidate_recommender(ctx, "eval", evaluated_ranker(ctx))
+    results, extra = evaluate_recommender(recommender, split, ks, config.recommend.chunk_users)
     names = list(config.evaluation.baselines)
     vectors = pretrained_vectors(ctx) if "pretrained_text" in names else None
     results.update(run_baselines(split, names, vectors, ks, config.retrieval.popular_days))

@@ -17,11 +17,37 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.txt"
 META_FILE = "ranker.json"
+FALLBACK_FLOOR = -1e9
+"""With a fallback source, candidates it did not retrieve score below every one it did."""
 
 
 def _matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
     """Feature matrix with nulls as NaN (LightGBM treats NaN as missing)."""
     return frame.select([pl.col(name).cast(pl.Float32) for name in features]).to_numpy().astype(np.float32)
+
+
+def ndcg_at(frame: pl.DataFrame, scores: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k over users of labelled candidate rows ranked by ``scores`` (ties: item index),
+    with LightGBM's gain 2^label - 1, so a model and a single source are judged alike."""
+    ranked = (
+        frame.select("user_id", "item_idx", "label")
+        .with_columns(pl.Series("score", scores, dtype=pl.Float64))
+        .sort(["user_id", "score", "item_idx"], descending=[False, True, False])
+        .with_columns(
+            gain=2.0 ** pl.col("label").cast(pl.Float64) - 1.0,
+            position=pl.int_range(1, pl.len() + 1).over("user_id"),
+            ideal=(2.0 ** pl.col("label").cast(pl.Float64) - 1.0).sort(descending=True).over("user_id"),
+        )
+        .filter(pl.col("position") <= k)
+        .with_columns(discount=1.0 / (pl.col("position") + 1).cast(pl.Float64).log(2))
+        .group_by("user_id")
+        .agg(
+            dcg=(pl.col("gain") * pl.col("discount")).sum(),
+            idcg=(pl.col("ideal") * pl.col("discount")).sum(),
+        )
+        .filter(pl.col("idcg") > 0)
+    )
+    return float(np.mean((ranked["dcg"] / ranked["idcg"]).to_numpy())) if ranked.height else 0.0
 
 
 def _groups(frame: pl.DataFrame) -> np.ndarray:
@@ -97,9 +123,21 @@ class Ranker:
         return cls(booster, features, info)
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        return np.asarray(
-            self.booster.predict(_matrix(frame, self.features), num_threads=1), dtype=np.float64
-        )
+        return self.predict_matrix(_matrix(frame, self.features))
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Scores of candidate rows (columns in ``features`` order): batch and online both come here.
+
+        With a ``fallback_source`` (validation found that source alone ranks better than the
+        model), candidates are ordered by that source's rank, and those it did not retrieve
+        follow in the model's order.
+        """
+        scores = np.asarray(self.booster.predict(matrix, num_threads=1), dtype=np.float64)
+        fallback = self.info.get("fallback_source")
+        if fallback is None or not len(scores):
+            return scores
+        rank = matrix[:, self.features.index(f"cand_{fallback}_rank")].astype(np.float64)
+        return np.where(np.isnan(rank), FALLBACK_FLOOR + scores, -rank)
 
     def contributions(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Per-feature contributions (SHAP values); each row plus ``bias`` sums to the score."""

@@ -8,22 +8,25 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from recsys.artifacts import atomic_path
 from recsys.catalog import ItemCatalog
 from recsys.config import Config
 from recsys.embeddings import user_vectors_from_context, user_vectors_from_history
 from recsys.index import ANNIndex
 from recsys.models.als import ALSScorer
 from recsys.models.base import load_scorer
+from recsys.models.covisit import CovisitScorer
 from recsys.models.ease import EASEScorer
 from recsys.models.itemknn import ItemKNNScorer
 from recsys.models.popularity import PopularityScorer
 from recsys.retrieval.base import CandidateSource
-from recsys.retrieval.covisit import CovisitSource
 from recsys.retrieval.scorer_source import ScorerSource
 from recsys.retrieval.semantic import SemanticSource, UserVectors
 
-KNOWN_SOURCES = ("semantic", "covisit", "popular", "ease", "als", "itemknn")
-COVISIT_FILE = "covisit.parquet"
+KNOWN_SOURCES = ("semantic", "cold_text", "covisit", "popular", "ease", "als", "itemknn")
+COLD_ITEMS_FILE = "cold_items.npz"
+LEGACY_COVISIT_FILE = "covisit.parquet"
+"""Where runs written before co-visitation became a scorer kept its table."""
 
 
 def _check(names: list[str]) -> None:
@@ -34,13 +37,18 @@ def _check(names: list[str]) -> None:
 
 def fit_sources(config: Config, events: pl.DataFrame, catalog: ItemCatalog, out_dir: Path) -> None:
     """Fit every history-independent model the sources need on ``events`` and save it under ``out_dir``."""
-    from feature_store.covisit import covisitation
-
     names = config.retrieval.sources
     _check(names)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if "cold_text" in names:
+        counts = np.bincount(
+            catalog.with_index(events.select("item_id"))["item_idx"].to_numpy(), minlength=len(catalog)
+        )
+        (out_dir / "cold_text").mkdir(exist_ok=True)
+        with atomic_path(out_dir / "cold_text" / COLD_ITEMS_FILE) as tmp, tmp.open("wb") as handle:
+            np.savez(handle, allow=np.flatnonzero(counts <= config.retrieval.cold_max_events))
     if "covisit" in names:
-        covisitation(events, config.features).write_parquet(out_dir / COVISIT_FILE)
+        CovisitScorer.from_config(config.features).fit(events, catalog).save(out_dir / "covisit")
     if "popular" in names:
         PopularityScorer(days=config.retrieval.popular_days).fit(events, catalog).save(out_dir / "popular")
     if "ease" in names:
@@ -89,9 +97,14 @@ def load_sources(
     for name in names:
         if name == "semantic":
             sources.append(SemanticSource(index, user_vectors, exclude_seen=exclude))
-        elif name == "covisit":
-            table = pl.read_parquet(folder / COVISIT_FILE)
-            sources.append(CovisitSource(table, catalog, config.features.recent_items, exclude_seen=exclude))
+        elif name == "cold_text":
+            with np.load(folder / "cold_text" / COLD_ITEMS_FILE, allow_pickle=False) as stored:
+                allow = stored["allow"]
+            sources.append(SemanticSource(index, user_vectors, exclude, allow=allow, name=name))
+        elif name == "covisit" and (folder / LEGACY_COVISIT_FILE).exists():
+            scorer = CovisitScorer.from_config(config.features)
+            scorer.from_table(pl.read_parquet(folder / LEGACY_COVISIT_FILE), catalog)
+            sources.append(ScorerSource(scorer, name=name, exclude_seen=exclude))
         else:
             sources.append(ScorerSource(load_scorer(folder / name), name=name, exclude_seen=exclude))
     return sources

@@ -34,9 +34,7 @@ def top_k_items(
     batch = max(1, max_batch_cells // max(n_items, 1))
     for start in range(0, len(histories), batch):
         stop = min(start + batch, len(histories))
-        part = Histories(
-            histories.user_ids[start:stop], histories.items[start:stop], histories.timestamps[start:stop]
-        )
+        part = histories.slice(start, stop)
         scores = scorer.score(part)
         if exclude_seen:
             rows = np.repeat(np.arange(stop - start), [len(items) for items in part.items])

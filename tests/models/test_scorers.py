@@ -12,6 +12,7 @@ import pytest
 from recsys.catalog import Histories, ItemCatalog
 from recsys.models import (
     ALSScorer,
+    CovisitScorer,
     EASEScorer,
     ItemKNNScorer,
     NotFittedError,
@@ -55,6 +56,7 @@ FACTORIES: dict[str, Callable[[], Scorer]] = {
     "popularity": lambda: PopularityScorer(),
     "popularity_recent": lambda: PopularityScorer(days=7),
     "ease": lambda: EASEScorer(lambda_=10.0),
+    "covisit": lambda: CovisitScorer(max_seconds=10**9),
     "itemknn": lambda: ItemKNNScorer(neighbors=5, shrink=1.0),
     "als": lambda: ALSScorer(factors=4, regularization=0.1, iterations=10, alpha=1.0),
     "text_similarity": lambda: TextSimilarityScorer(group_vectors(), half_life_events=2.0),

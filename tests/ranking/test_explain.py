@@ -7,14 +7,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from feature_store.covisit import covisitation
+from recsys.assemble import ranking_feature_names
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import Config
 from recsys.data import load_dataset
 from recsys.data.demo import DemoSpec, write_demo
 from recsys.data.splits import global_split, time_at_share
+from recsys.models.covisit import CovisitScorer
 from recsys.models.popularity import PopularityScorer
-from recsys.pipeline import labelled_candidates, ranking_feature_names
 from recsys.ranking.behaviour import OfflineBehaviour
 from recsys.ranking.explain import (
     BIAS,
@@ -31,8 +31,8 @@ from recsys.ranking.explain import (
     recent_history,
 )
 from recsys.ranking.ranker import Ranker
+from recsys.ranking.training_set import labelled_candidates
 from recsys.recommend import Recommender
-from recsys.retrieval.covisit import CovisitSource
 from recsys.retrieval.scorer_source import ScorerSource
 
 SPEC = DemoSpec(users=80, items=120, events=4000, topics=4, days=40, seed=11)
@@ -55,7 +55,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Recommender, Histor
     config.retrieval.candidates_k = CANDIDATES_K
     catalog = ItemCatalog.from_items(items)
     sources = [
-        CovisitSource(covisitation(events, config.features), catalog, config.features.recent_items),
+        ScorerSource(CovisitScorer.from_config(config.features).fit(events, catalog), name="covisit"),
         ScorerSource(
             PopularityScorer(days=config.retrieval.popular_days).fit(events, catalog), name="popular"
         ),

@@ -4,9 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from recsys.config import RankingConfig
-from recsys.ranking.ranker import Ranker
+from recsys.ranking.ranker import Ranker, ndcg_at
+from recsys.ranking.training_set import best_single_source
 
 
 def synthetic(users: int, seed: int) -> pl.DataFrame:
@@ -54,3 +56,40 @@ def test_refit_without_validation_grows_exactly_the_rounds_asked(tmp_path: Path)
     assert Ranker.load(tmp_path / "ranker").booster.current_iteration() == 17
     scores = ranker.predict(synthetic(20, 4))
     assert np.isfinite(scores).all() and len(np.unique(scores)) > 1
+
+
+def test_ndcg_known_answer() -> None:
+    frame = pl.DataFrame(
+        {"user_id": ["a", "a", "a", "b", "b"], "item_idx": [0, 1, 2, 0, 1], "label": [0, 1, 0, 1, 0]}
+    )
+    # a: the relevant item second (1 / log2(3)); b: first (1). Ties in score go to the smaller item index.
+    assert ndcg_at(frame, np.asarray([0.9, 0.5, 0.1, 0.0, 0.0])) == pytest.approx((1 / np.log2(3) + 1) / 2)
+
+
+def test_validation_falls_back_to_a_source_that_ranks_better_than_the_model() -> None:
+    def with_ranks(frame: pl.DataFrame, known: bool) -> pl.DataFrame:
+        frame = frame.with_columns(pl.int_range(pl.len()).over("user_id").alias("item_idx"))
+        perfect = pl.col("label").rank("ordinal", descending=True).over("user_id").cast(pl.Float64)
+        return frame.with_columns((perfect if known else pl.lit(None, pl.Float64)).alias("cand_good_rank"))
+
+    # The model never saw the source's rank while training (all missing), so it ranks by noise.
+    model = Ranker.fit(
+        with_ranks(synthetic(100, 1), False), None, ["noise", "cand_good_rank"], RankingConfig(), rounds=5
+    )
+    valid = with_ranks(synthetic(40, 2), True).with_columns(
+        pl.when(pl.col("label") == 0).then(None).otherwise(pl.col("cand_good_rank")).alias("cand_good_rank")
+    )
+    verdict = best_single_source(model, valid)
+    assert verdict["fallback_source"] == "good"
+    assert verdict["source_ndcg@10"]["good"] == pytest.approx(1.0)
+    assert verdict["model_ndcg@10"] < 0.9
+
+    model.info["fallback_source"] = "good"
+    scores = model.predict(valid)
+    ranked = valid.with_columns(pl.Series("score", scores)).sort("user_id", "score", descending=[False, True])
+    first = ranked.group_by("user_id", maintain_order=True).head(1)
+    users_with_positives = valid.filter(pl.col("label") > 0)["user_id"].unique()
+    assert first.filter(pl.col("user_id").is_in(users_with_positives.implode()))["label"].min() > 0
+    # Candidates the source did not retrieve come after every one it did, in the model's order.
+    unretrieved = valid["cand_good_rank"].is_null().to_numpy()
+    assert scores[unretrieved].max() < scores[~unretrieved].min()

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from recsys.cli import app
 from recsys.config import load_config
 from recsys.data.demo import DemoSpec, write_demo
-from recsys.pipeline import RunContext, run_pipeline
+from recsys.pipeline import run_pipeline
+from recsys.run_context import RunContext
 
 TINY_CONFIG = Path(__file__).parents[1] / "dags" / "tiny_config.yaml"
 SPEC = DemoSpec(users=150, items=200, events=6000, topics=6, seed=3)

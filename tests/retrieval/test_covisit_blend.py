@@ -4,9 +4,10 @@ import numpy as np
 import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
+from recsys.models.covisit import CovisitScorer
 from recsys.retrieval.base import CANDIDATE_COLUMNS, CandidateSource
 from recsys.retrieval.blend import blend, source_columns
-from recsys.retrieval.covisit import CovisitSource
+from recsys.retrieval.scorer_source import ScorerSource
 
 CATALOG = ItemCatalog(np.asarray(["a", "b", "c", "d", "e"], dtype=object))
 TABLE = pl.DataFrame(
@@ -27,7 +28,7 @@ def histories(*rows: tuple[str, list[str]]) -> Histories:
 
 
 def test_covisit_weights_recent_items_higher_and_excludes_seen() -> None:
-    source = CovisitSource(TABLE, CATALOG, recent_items=5)
+    source = ScorerSource(CovisitScorer(recent_items=5).from_table(TABLE, CATALOG), name="covisit")
     frame = source.candidates(histories(("u1", ["c", "a"]), ("u2", []), ("u3", ["b"])), k=10)
     u1 = frame.filter(pl.col("user_id") == "u1")
     # From "a" (latest, decay 1): b=1.0 (c is seen). From "c" (decay 1/2): e=1.5.

@@ -14,6 +14,7 @@ from recsys.data.demo import DemoSpec, generate_demo
 from recsys.index import ExactIndex
 from recsys.retrieval.base import CANDIDATE_COLUMNS
 from recsys.retrieval.factory import KNOWN_SOURCES, fit_sources, load_sources, user_vector_fn
+from recsys.retrieval.semantic import SemanticSource
 
 
 def test_every_known_source_fits_loads_and_excludes_seen_items(tmp_path: Path) -> None:
@@ -50,3 +51,18 @@ def test_unknown_source_is_named() -> None:
     items, events = generate_demo(DemoSpec(users=10, items=20, events=100, topics=2, seed=1))
     with pytest.raises(ValueError, match=r"unknown source\(s\) \['bogus'\]"):
         fit_sources(config, events, ItemCatalog.from_items(items), Path("/nonexistent"))
+
+
+def test_cold_text_allows_only_items_with_few_events_in_its_fit(tmp_path: Path) -> None:
+    catalog = ItemCatalog(np.asarray(["a", "b", "c"], dtype=object))
+    events = pl.DataFrame(
+        {"user_id": ["u"] * 5 + ["v"], "item_id": ["a"] * 5 + ["b"], "ts": list(range(6))},
+    )
+    config = Config.model_validate({"retrieval": {"sources": ["cold_text"], "cold_max_events": 1}})
+    fit_sources(config, events, catalog, tmp_path)
+    index = ExactIndex(2)
+    index.build(np.eye(3, 2, dtype=np.float32) + 0.1)
+    (source,) = load_sources(config, tmp_path, catalog, index, lambda h: np.ones((len(h), 2), np.float32))
+    assert source.name == "cold_text"
+    assert isinstance(source, SemanticSource) and source.allow is not None
+    assert source.allow.tolist() == [1, 2]  # b (1 event) and c (none); a has 5

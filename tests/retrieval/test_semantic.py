@@ -52,3 +52,12 @@ def test_users_without_history_get_no_candidates_and_seen_can_be_kept() -> None:
 def test_k_beyond_catalog_returns_what_exists() -> None:
     frame = source().candidates(HISTORIES, 50)
     assert frame.filter(frame["user_id"] == "x-fan").height == 6
+
+
+def test_an_allow_list_restricts_search_to_those_items_as_cold_text_does() -> None:
+    base = source()
+    cold = SemanticSource(base.index, base.user_vectors, allow=np.asarray([2, 5]), name="cold_text")
+    frame = cold.candidates(HISTORIES, 3)
+    by_user = dict(frame.sort("rank").group_by("user_id", maintain_order=True).agg("item_idx").iter_rows())
+    assert by_user == {"x-fan": [2, 5], "y-fan": [5, 2]}  # only allowed items, nearest first
+    assert cold.name == "cold_text" and base.name == "semantic"

@@ -11,11 +11,12 @@ from srv_helpers import CONFIG, RUN_ID, LiveServer, TinyRun, start_server, stop_
 
 from recsys.config import load_config
 from recsys.data.demo import DemoSpec, write_demo
-from recsys.pipeline import RunContext, run_pipeline
+from recsys.pipeline import run_pipeline
+from recsys.run_context import RunContext
 
 SPEC = DemoSpec(users=120, items=160, events=4000, topics=8, days=60, seed=11)
 QUICK = {
-    "encoder": {"time_budget_s": 8, "max_pairs": 200},
+    "encoder": {"max_steps": 8, "refresh_steps": 4, "max_pairs": 200},
     "evaluation": {"baselines": ["popular"]},
     # co-visitation weights 1/steps summed in no fixed order break ties at the per-item top-k cut
     # differently from call to call in the offline features; with one step they are whole counts

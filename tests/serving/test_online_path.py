@@ -12,6 +12,7 @@ from srv_helpers import TinyRun
 from feature_store.definitions import NOW, Feature
 from feature_store.offline import training_frame
 from feature_store.online import get_online_features, get_recommendations, open_online_store
+from recsys.assemble import load_recommender
 from recsys.catalog import Histories
 from recsys.online_publish import publish_to_online
 from recsys.ranking.behaviour import OnlineBehaviour, _sample_frame, as_values, compile_feature
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 def _run_parts(run: TinyRun) -> tuple[Path, Recommender, pl.DataFrame, int]:
     run_dir = run.runs_dir / run.run_id
-    recommender = Recommender.load(run_dir)
+    recommender = load_recommender(run_dir)
     events = pl.read_parquet(run_dir / "data" / "interactions.parquet")
     return run_dir, recommender, events, int(events["ts"].max()) + 1  # type: ignore[arg-type]
 

@@ -1,0 +1,123 @@
+"""The ranker's training recipe: labelled candidates as of each user's moment, then LightGBM.
+
+The same recipe trains the evaluated ranker (labels from the window just before the evaluation
+window) and the shipped one (labels from the data's latest window): only the parts differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsys.catalog import Histories, ItemCatalog
+from recsys.config import RankingConfig
+from recsys.ranking.ranker import Ranker, ndcg_at
+from recsys.recommend import Recommender
+
+AS_OF_GRID = 48
+
+
+def snap_down(moments: np.ndarray, points: int = AS_OF_GRID) -> np.ndarray:
+    """Each moment moved down to one of at most ``points`` quantile grid points.
+
+    Point-in-time features are computed once per distinct as-of time; snapping per-user
+    times *down* bounds that work while never looking past a user's own moment.
+    """
+    grid = np.unique(np.quantile(moments, np.linspace(0.0, 1.0, points), method="lower"))
+    return grid[np.searchsorted(grid, moments, side="right") - 1]
+
+
+def _targets(
+    history: pl.DataFrame, targets: pl.DataFrame, catalog: ItemCatalog, max_users: int | None, seed: int
+) -> tuple[Histories, dict[str, int]]:
+    """Histories of users with target events, and each user's as-of time (their first target)."""
+    users = targets.group_by("user_id").agg(pl.col("ts").min()).sort("user_id")
+    if max_users is not None and users.height > max_users:
+        users = users.sample(max_users, seed=seed).sort("user_id")
+    first = users["ts"].to_numpy()
+    as_of = dict(zip(users["user_id"].to_list(), snap_down(first).tolist(), strict=True))
+    return Histories.from_interactions(history, catalog, users=list(as_of)), as_of
+
+
+def labelled_candidates(
+    recommender: Recommender,
+    history: pl.DataFrame,
+    targets: pl.DataFrame,
+    max_users: int | None,
+    seed: int,
+    graded: bool = False,
+) -> pl.DataFrame:
+    """Candidates with features and a label: 1 if the user interacted with the item in ``targets``.
+
+    ``graded``: 2 for items rated >= 4, 1 for other interactions. Users none of whose targets
+    were retrieved carry no ranking signal and are dropped.
+    """
+    histories, as_of = _targets(history, targets, recommender.catalog, max_users, seed)
+    frame = recommender.candidate_features(histories, as_of)
+    relevant = pl.lit(1)
+    if graded and "rating" in targets.columns:
+        relevant = pl.when(pl.col("rating").max() >= 4).then(2).otherwise(1)
+    grades = targets.group_by("user_id", "item_id").agg(relevant.alias("label"))
+    frame = frame.join(grades, on=["user_id", "item_id"], how="left").with_columns(
+        pl.col("label").fill_null(0)
+    )
+    useful = frame.group_by("user_id").agg(pl.col("label").max()).filter(pl.col("label") > 0)["user_id"]
+    return frame.filter(pl.col("user_id").is_in(useful.implode())).sort("user_id", "item_idx")
+
+
+def train_ranker(
+    recommender: Recommender,
+    history: pl.DataFrame,
+    label_train: pl.DataFrame,
+    label_valid: pl.DataFrame,
+    names: list[str],
+    config: RankingConfig,
+) -> Ranker:
+    """LightGBM lambdarank on candidates of ``history``'s users labelled by ``label_train``,
+    early-stopped on ``label_valid`` (as targets of history + label_train).
+
+    With ``config.refit``, the model is then grown again, with the chosen number of trees, on the
+    whole label window (both halves as targets of ``history``): twice the labels, and the same
+    shape of task as evaluation and serving (everything after a moment is a target).
+    """
+
+    def rows(before: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
+        return labelled_candidates(
+            recommender, before, targets, config.max_users, config.seed, graded=config.graded
+        )
+
+    valid = rows(pl.concat([history, label_train]), label_valid)
+    model = Ranker.fit(rows(history, label_train), valid, names, config)
+    fallback = best_single_source(model, valid)
+    if config.refit:
+        chosen = model.info
+        rounds = max(1, round(chosen["best_iteration"] * config.refit_rounds_factor))
+        model = Ranker.fit(
+            rows(history, pl.concat([label_train, label_valid])), None, names, config, rounds=rounds
+        )
+        model.info |= {"valid_ndcg@10": chosen["valid_ndcg@10"], "early_stopping": chosen, "refit": True}
+    model.info["validation"] = fallback
+    if fallback["fallback_source"] is not None:
+        model.info["fallback_source"] = fallback["fallback_source"]
+    return model
+
+
+def best_single_source(model: Ranker, valid: pl.DataFrame) -> dict[str, Any]:
+    """NDCG@10 on the validation candidates of the model and of each source's own order; the
+    source to fall back to when one ranks better than the model (else None)."""
+    sources = [name.removeprefix("cand_").removesuffix("_rank") for name in model.features]
+    sources = [name for name in sources if f"cand_{name}_rank" in model.features]
+    model_ndcg = ndcg_at(valid, model.predict(valid))
+    by_source = {
+        name: ndcg_at(valid, -valid[f"cand_{name}_rank"].fill_null(np.inf).fill_nan(np.inf).to_numpy())
+        for name in sources
+    }
+    best = max(by_source, key=by_source.__getitem__, default=None)
+    beaten = best is not None and by_source[best] > model_ndcg
+    return {
+        "model_ndcg@10": model_ndcg,
+        "source_ndcg@10": by_source,
+        "fallback_source": best if beaten else None,
+    }
