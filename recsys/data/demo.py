@@ -689,7 +689,7 @@ def _generate_regime(spec: DemoSpec, shape: _Shape) -> tuple[pl.DataFrame, pl.Da
     offset = np.cumsum(gaps)
     del gaps
     offset -= offset[session_first][session_of]
-    duration = offset[np.append(session_first[1:], total) - 1]
+    duration = offset[np.append(session_first[1:], total)[:n_sessions] - 1]
     session_start = (rng.random(n_sessions) * np.maximum(horizon - 1 - duration, 1)).astype(np.int64)
     ts = session_start[session_of] + offset
     del offset
