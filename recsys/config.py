@@ -277,6 +277,11 @@ class DemoConfig(Section):
     """Days the timestamps span."""
     seed: int = 7
     """Seed: the same settings always give the same catalog."""
+    regime: Literal["default", "releases", "shop", "sessions", "drift"] = "default"
+    """How the catalog behaves. default: dense and steady, like movie ratings. releases: items arrive
+    all the time, popular for days after release (news, films). shop: most users with one or two
+    events, a long tail of rarely seen items. sessions: long sessions of related items (news, video).
+    drift: each user's tastes move slowly to other topics."""
 
 
 class Config(Section):

@@ -10,7 +10,7 @@ from rich.table import Table
 from recsys.cli.common import fail, state
 from recsys.console import console, out
 from recsys.data import DataValidationError, TableReport, load_dataset
-from recsys.data.demo import DemoSpec, write_demo
+from recsys.data.demo import DemoSpec, Regime, write_demo
 from recsys.data.readers import DataFileError
 
 app = typer.Typer(no_args_is_help=True, help="Demo catalog and input validation.")
@@ -26,6 +26,12 @@ def demo(
     items: int | None = typer.Option(None, help="Number of items."),
     events: int | None = typer.Option(None, help="Number of interactions."),
     seed: int | None = typer.Option(None, help="Random seed; the same seed gives the same files."),
+    regime: Regime | None = typer.Option(
+        None,
+        help="default: dense, steady tastes. releases: new items with a burst of popularity that fades. "
+        "shop: most users with one or two events, long tail. sessions: long sessions of related items. "
+        "drift: tastes move slowly (default: config demo.regime).",
+    ),
 ) -> None:
     """Generate the built-in demo catalog (seeded, deterministic)."""
     cfg = state(ctx).config.demo
@@ -36,10 +42,14 @@ def demo(
         topics=cfg.topics,
         days=cfg.days,
         seed=cfg.seed if seed is None else seed,
+        regime=regime or cfg.regime,
     )
     with console.status("generating demo catalog"):
         items_path, events_path = write_demo(out_dir, spec)
-    console.print(f"wrote {items_path} and {events_path} ({spec.items} items, {spec.events} events)")
+    console.print(
+        f"wrote {items_path} and {events_path}"
+        f" ({spec.regime} regime: {spec.items} items, {spec.events} events)"
+    )
 
 
 def _print_report(report: TableReport) -> None:
