@@ -291,6 +291,8 @@ def test_corrupt_registry_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / REGISTRY).write_text("{not json")
     with pytest.raises(RunError, match=r"registry\.json: not a valid registry"):
         RunStore(tmp_path).current()
+    result = CliRunner().invoke(app, ["runs", "list", "--runs", str(tmp_path)])
+    assert result.exit_code == 1 and "not a valid registry" in " ".join(result.output.split())
 
 
 # -- durability ---------------------------------------------------------------------------------------

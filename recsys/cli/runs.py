@@ -28,7 +28,11 @@ def list_runs(ctx: typer.Context, runs: Path | None = RunsOption) -> None:
     for column in ("run", "status", "ndcg@10", "recall@100", "created", "parent"):
         # ids and times are copied into other commands: never wrapped or cut
         table.add_column(column, no_wrap=column in ("run", "created", "parent"))
-    for manifest in _store(ctx, runs).list_runs():
+    try:
+        manifests = _store(ctx, runs).list_runs()
+    except RunError as error:
+        fail(str(error))
+    for manifest in manifests:
         metrics = manifest.get("metrics", {}).get("recsys", {})
         status = manifest.get("status", "?") + (" (current)" if manifest["current"] else "")
         table.add_row(
