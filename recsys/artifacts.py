@@ -133,6 +133,16 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temps(path: str | Path) -> None:
+    """Delete temporary siblings of ``path`` left by writers killed mid-write.
+
+    Call only while no other process can be writing ``path`` (under the lock that guards it).
+    """
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -276,9 +286,11 @@ class RunStore:
 
     def update_manifest(self, run_id: str, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into a manifest, under the registry lock (a status is registry state)."""
+        path = self.run_dir(run_id) / MANIFEST
         with self.registry_lock():
             manifest = {**self.manifest(run_id), **fields}
-            atomic_write_json(self.run_dir(run_id) / MANIFEST, manifest)
+            atomic_write_json(path, manifest)
+            remove_stale_temps(path)
         return manifest
 
     def _trash(self, why: str, run_id: str) -> Path:
@@ -342,13 +354,17 @@ class RunStore:
 
     # -- promotion -------------------------------------------------------------
     def _sync_current(self) -> None:
-        """Make CURRENT name the registry's last entry (repairs a write killed between the two)."""
+        """Make CURRENT name the registry's last entry (repairs a write killed between the two).
+
+        Runs under the registry lock, so temp files of the registry and CURRENT are a killed
+        writer's leftovers and are removed too.
+        """
         current = self.current()
         path = self.root / CURRENT
-        if current is None:
-            return
-        if not path.exists() or path.read_text() != current + "\n":
+        if current is not None and (not path.exists() or path.read_text() != current + "\n"):
             atomic_write_text(path, current + "\n")
+        for name in (REGISTRY, CURRENT):
+            remove_stale_temps(self.root / name)
 
     def promote(self, run_id: str, reason: str = "manual") -> None:
         """Make ``run_id`` current: registry, then CURRENT, then the run's status, under the lock.

@@ -137,6 +137,10 @@ def test_publish_killed_at_every_rename_completes_on_retry(tmp_path: Path, repub
         assert store.manifest(run_id)["run_id"] == run_id
         assert list((root / STAGING).iterdir()) == [], kill_at  # nothing staged, no trash
         assert [run["run_id"] for run in store.list_runs()] == sorted({"run-1", run_id})
+        assert sorted(path.name for path in root.iterdir()) == sorted(
+            {".locks", STAGING, REGISTRY, CURRENT, "run-1", run_id}
+        ), kill_at  # no temp file of a killed write is left behind
+        assert sorted(path.name for path in store.run_dir(run_id).iterdir()) == ["manifest.json", "ranker"]
     else:
         pytest.fail("publish never completed")
     # new run: manifest, move, registry, CURRENT, status; a re-run of the current run: manifest,
