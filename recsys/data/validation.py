@@ -137,7 +137,7 @@ def _string_list(frame: pl.DataFrame, sources: tuple[str, ...]) -> pl.Expr:
         if name not in frame.columns:
             continue
         dtype = frame.schema[name]
-        if isinstance(dtype, pl.List):
+        if isinstance(dtype, pl.List | pl.Array):
             parts.append(pl.col(name).cast(pl.List(pl.String)).fill_null([]))
         else:
             parts.append(

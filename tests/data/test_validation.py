@@ -296,3 +296,22 @@ def test_quarantine_outlives_a_failed_validation_and_the_message_names_it(
     ]
     for path in named:
         assert pl.read_parquet(path).height > 0
+
+
+def test_metadata_of_odd_types_is_kept_or_quarantined(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pl.DataFrame(
+        {
+            "item_id": ["a", "b"],
+            "title": ["A", "B"],
+            "text": ["About a", "About b"],
+            "genres": [[1, 2], [3, 4]],
+            "tags": [{"k": 1}, None],
+        },
+        schema_overrides={"genres": pl.Array(pl.Int64, 2)},
+    ).write_parquet(folder / "items.parquet")
+    (folder / "interactions.csv").write_text("user_id,item_id,ts\nu,a,1600000000\nu,b,1600000000\n")
+    dataset = load_dataset(folder, max_bad_share=1.0, as_of=AS_OF, quarantine_dir=tmp_path / "q")
+    assert _quarantined(tmp_path / "q", "items") == {1: ("wrong_type", "tags")}  # an object is no tag list
+    assert dataset.items["categories"].to_list() == [["3", "4"]]
