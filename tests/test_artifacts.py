@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,11 @@ from typer.testing import CliRunner
 
 from recsys.artifacts import (
     CURRENT,
+    LOCKS,
+    REGISTRY,
     STAGING,
+    InvalidRunIdError,
+    RunBusyError,
     RunError,
     RunStore,
     atomic_path,
@@ -133,7 +138,7 @@ def test_republishing_a_run_id_replaces_it_without_duplicates(tmp_path: Path) ->
     _stage_and_publish(store, "run-1", payload="second")
     assert [run["run_id"] for run in store.list_runs()] == ["run-1"]
     assert (tmp_path / "run-1" / "ranker" / "model.txt").read_text() == "second"
-    assert sorted(path.name for path in tmp_path.iterdir()) == [STAGING, "run-1"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [LOCKS, STAGING, "run-1"]
     assert list((tmp_path / STAGING).iterdir()) == []
 
 
@@ -210,3 +215,244 @@ def test_cli_rollback_without_history_fails_clearly(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["runs", "rollback", "--runs", str(tmp_path)])
     assert result.exit_code == 1
     assert "nothing to roll back to" in result.output
+
+
+# -- run ids ------------------------------------------------------------------------------------------
+
+UNSAFE_RUN_IDS = [
+    "../x",
+    "../../x",
+    "/tmp/elsewhere",
+    "a/b",
+    "a\\b",
+    "..",
+    ".",
+    "",
+    ".staging",
+    "quarantine",
+    "registry.json",
+    "run..1",
+    "run\x00",
+    "run\n",
+    "run\x1b[2J",
+    " run",
+    "x" * 129,
+]
+
+
+@pytest.mark.parametrize("run_id", UNSAFE_RUN_IDS)
+def test_unsafe_run_ids_are_refused_by_every_store_method(tmp_path: Path, run_id: str) -> None:
+    store = RunStore(tmp_path / "runs")
+    _stage_and_publish(store, "run-1")
+    calls = [
+        lambda: store.run_dir(run_id),
+        lambda: store.staging_dir(run_id),
+        lambda: store.quarantine_dir(run_id),
+        lambda: store.manifest(run_id),
+        lambda: store.promote(run_id),
+        lambda: store.publish(run_id, {}),
+        lambda: store.stage_done(run_id, "data"),
+        lambda: store.run_lock(run_id).__enter__(),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidRunIdError, match="invalid run id"):
+            call()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["runs"]  # nothing written outside
+
+
+@pytest.mark.parametrize("run_id", ["run-20260301T020000Z", "run-test-2", "run_1.2", "A", "x" * 128])
+def test_safe_run_ids_are_accepted(tmp_path: Path, run_id: str) -> None:
+    assert RunStore(tmp_path).run_dir(run_id) == tmp_path / run_id
+
+
+def test_registry_naming_an_unsafe_run_is_refused_on_reload(tmp_path: Path) -> None:
+    """Serving resolves the promoted run through ``current_dir``: a tampered registry cannot point outside."""
+    store = RunStore(tmp_path / "runs")
+    outside = tmp_path / "elsewhere"
+    _stage_and_publish(RunStore(tmp_path), "elsewhere")
+    for run_id in (str(outside), "../elsewhere"):
+        atomic_write_json(store.root / REGISTRY, {"history": [{"run_id": run_id, "reason": "tampered"}]})
+        with pytest.raises(InvalidRunIdError):
+            store.current_dir()
+
+
+@pytest.mark.parametrize("run_id", ["../../x", "/tmp/abs-run"])
+def test_cli_refuses_unsafe_run_ids(tmp_path: Path, run_id: str) -> None:
+    runs = tmp_path / "runs"
+    _stage_and_publish(RunStore(runs), "run-1")
+    for args in (["promote", run_id], ["show", run_id]):
+        result = CliRunner().invoke(app, ["runs", *args, "--runs", str(runs)])
+        assert result.exit_code == 1, result.output
+        assert "invalid run id" in result.output
+    assert not (runs / REGISTRY).exists()
+
+
+def test_corrupt_registry_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / REGISTRY).write_text("{not json")
+    with pytest.raises(RunError, match=r"registry\.json: not a valid registry"):
+        RunStore(tmp_path).current()
+    result = CliRunner().invoke(app, ["runs", "list", "--runs", str(tmp_path)])
+    assert result.exit_code == 1 and "not a valid registry" in " ".join(result.output.split())
+
+
+# -- durability ---------------------------------------------------------------------------------------
+
+
+def _record_syscalls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Log fsync (by path) and rename calls in order; the real calls still run."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append(("replace", f"{src} -> {dst}"))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
+def test_atomic_write_flushes_file_then_renames_then_flushes_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / REGISTRY
+    events = _record_syscalls(monkeypatch)
+    atomic_write_json(target, {"history": []})
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
+    tmp = events[0][1]
+    assert Path(tmp).parent == tmp_path and tmp != str(target)
+    assert events[1][1] == f"{tmp} -> {target}"
+    assert events[2][1] == str(tmp_path)
+
+
+def test_stage_and_publish_flush_files_before_and_folders_after_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RunStore(tmp_path)
+    events = _record_syscalls(monkeypatch)
+    run_dir = _stage_and_publish(store, "run-1")
+    renames = [i for i, (kind, what) in enumerate(events) if kind == "replace" and "/.ranker." in what]
+    assert len(renames) == 1
+    before, after = events[: renames[0]], events[renames[0] + 1 :]
+    assert any(kind == "fsync" and what.endswith("/model.txt") for kind, what in before)
+    assert ("fsync", str(store.staging_dir("run-1"))) in after
+    publish = events.index(("replace", f"{store.staging_dir('run-1')} -> {run_dir}"))
+    assert ("fsync", str(tmp_path)) in events[publish + 1 :]
+    events.clear()
+    store.promote("run-1")
+    for name in (REGISTRY, CURRENT):
+        rename = next(
+            i
+            for i, (kind, what) in enumerate(events)
+            if kind == "replace" and what.endswith(f"-> {tmp_path / name}")
+        )
+        assert events[rename - 1][0] == "fsync" and events[rename + 1] == ("fsync", str(tmp_path))
+
+
+# -- locks, resumable publish, promotion history -----------------------------------------------------
+
+
+def test_second_writer_of_a_run_id_is_refused(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    with store.run_lock("run-1"):
+        busy = pytest.raises(RunBusyError, match="run run-1 is being written by another process")
+        with busy, RunStore(tmp_path).run_lock("run-1"):
+            pass
+        with store.run_lock("run-2"):  # other run ids are independent
+            pass
+    with store.run_lock("run-1"):  # released on exit
+        pass
+
+
+def test_registry_lock_is_reentrant_across_store_objects(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    _stage_and_publish(store, "run-1")
+    with store.registry_lock():  # a caller may hold it around gate, publish and promote
+        RunStore(tmp_path).promote("run-1")
+    assert store.current() == "run-1"
+
+
+def test_publish_killed_after_the_move_completes_on_retry(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    run_dir = _stage_and_publish(store, "run-1")  # moved into place; the promote never happened
+    manifest = store.manifest("run-1")
+    assert store.publish("run-1", {"status": "candidate", "retry": True}) == run_dir
+    assert store.manifest("run-1") == manifest  # the run in place is the one that was published
+    store.promote("run-1", reason="retry")
+    assert store.current() == "run-1" and (tmp_path / CURRENT).read_text() == "run-1\n"
+
+
+def test_promoting_the_current_run_again_adds_no_entry(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    _stage_and_publish(store, "run-1")
+    store.promote("run-1")
+    store.promote("run-1")
+    history = json.loads((tmp_path / REGISTRY).read_text())["history"]
+    assert [entry["run_id"] for entry in history] == ["run-1"]
+
+
+def test_current_file_is_repaired_from_the_registry(tmp_path: Path) -> None:
+    """A promote killed between the registry and CURRENT is repaired by the next registry change."""
+    store = RunStore(tmp_path)
+    for run_id in ("run-1", "run-2"):
+        _stage_and_publish(store, run_id)
+    store.promote("run-1")
+    atomic_write_json(tmp_path / REGISTRY, {"history": [{"run_id": "run-1"}, {"run_id": "run-2"}]})
+    assert (tmp_path / CURRENT).read_text() == "run-1\n"
+    store.promote("run-2")
+    assert (tmp_path / CURRENT).read_text() == "run-2\n"
+
+
+# -- retention ----------------------------------------------------------------------------------------
+
+
+def _six_runs(store: RunStore) -> None:
+    """run-1..run-6 created in that order; run-2 then run-4 promoted (run-2 is the rollback target)."""
+    for number in range(1, 7):
+        run_id = f"run-{number}"
+        _stage_and_publish(store, run_id)
+        store.update_manifest(run_id, created_at=f"2026-01-0{number}T02:00:00Z")
+        store.quarantine_dir(run_id).mkdir(parents=True)
+    store.promote("run-2")
+    store.promote("run-4")
+
+
+def test_prune_keeps_newest_current_and_rollback_target(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    _six_runs(store)
+    assert store.prune(keep=2) == ["run-1", "run-3"]
+    assert [run["run_id"] for run in store.list_runs()] == ["run-2", "run-4", "run-5", "run-6"]
+    assert sorted(path.name for path in (tmp_path / "quarantine").iterdir()) == [
+        "run-2",
+        "run-4",
+        "run-5",
+        "run-6",
+    ]
+    assert list((tmp_path / STAGING).iterdir()) == []  # trash emptied
+    assert store.current() == "run-4" and store.rollback() == "run-2"
+
+    # run-2 is current and nothing is left to roll back to (run-4 was rolled back): only run-2 stays
+    assert store.prune(keep=0) == ["run-4", "run-5", "run-6"]
+    assert [run["run_id"] for run in store.list_runs()] == ["run-2"]
+
+
+def test_prune_skips_a_run_being_written(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    _six_runs(store)
+    with store.run_lock("run-1"):
+        assert store.prune(keep=0) == ["run-3", "run-5", "run-6"]
+    assert store.exists("run-1")
+    with pytest.raises(ValueError, match="keep must be >= 0"):
+        store.prune(keep=-1)
+
+
+def test_cli_prune(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    _six_runs(store)
+    result = _invoke("runs", "prune", "--keep", "3", "--runs", str(tmp_path))
+    assert "removed 2 runs: run-1, run-3" in result.output
+    assert "nothing to remove" in _invoke("runs", "prune", "--keep", "3", "--runs", str(tmp_path)).output

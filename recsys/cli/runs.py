@@ -1,4 +1,4 @@
-"""``recsys runs``: list, show, promote and roll back versioned runs."""
+"""``recsys runs``: list, show, promote, roll back and prune versioned runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from recsys.artifacts import RunError, RunStore
 from recsys.cli.common import fail, state
 from recsys.console import out
 
-app = typer.Typer(no_args_is_help=True, help="Versioned runs: list, show, promote, rollback.")
+app = typer.Typer(no_args_is_help=True, help="Versioned runs: list, show, promote, rollback, prune.")
 
 RunsOption = typer.Option(None, "--runs", help="Runs folder (default: config pipeline.runs_dir).")
 
@@ -28,7 +28,11 @@ def list_runs(ctx: typer.Context, runs: Path | None = RunsOption) -> None:
     for column in ("run", "status", "ndcg@10", "recall@100", "created", "parent"):
         # ids and times are copied into other commands: never wrapped or cut
         table.add_column(column, no_wrap=column in ("run", "created", "parent"))
-    for manifest in _store(ctx, runs).list_runs():
+    try:
+        manifests = _store(ctx, runs).list_runs()
+    except RunError as error:
+        fail(str(error))
+    for manifest in manifests:
         metrics = manifest.get("metrics", {}).get("recsys", {})
         status = manifest.get("status", "?") + (" (current)" if manifest["current"] else "")
         table.add_row(
@@ -71,3 +75,17 @@ def rollback(ctx: typer.Context, runs: Path | None = RunsOption) -> None:
     except RunError as error:
         fail(str(error))
     out.print(f"current run: {target}")
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    keep: int = typer.Option(..., "--keep", min=0, help="How many of the newest runs to keep."),
+    runs: Path | None = RunsOption,
+) -> None:
+    """Delete old runs; the promoted run and its rollback target are always kept."""
+    try:
+        removed = _store(ctx, runs).prune(keep)
+    except RunError as error:
+        fail(str(error))
+    out.print(f"removed {len(removed)} runs: {', '.join(removed)}" if removed else "nothing to remove")
