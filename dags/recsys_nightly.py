@@ -11,7 +11,8 @@ config, data and runs folders, stage timings), never data: stages read and write
 * **Gated.** `publish` promotes the run only when its NDCG@10 is at least the serving run's
   (minus `pipeline.gate_tolerance`); a rejected run stays listed with its reason and the
   serving run stays current. `push_online` then loads the promoted run's batch
-  recommendations and materialized features into the online store (skipped when rejected).
+  recommendations and materialized features into the online store (skipped when rejected), and
+  `prune` keeps the newest `pipeline.keep_runs` runs (retention).
 * **Configured** by Params (`config`, `data_dir`, `runs_dir`, `force`) or, when they are empty,
   by the environment: `RECSYS_CONFIG` (YAML path), `RECSYS_PIPELINE__DATA_DIR`,
   `RECSYS_PIPELINE__RUNS_DIR` and any other `RECSYS_<SECTION>__<KEY>` override. Relative
@@ -102,7 +103,9 @@ def _stage_task(name: str) -> Any:
 
         ctx = _context(run)
         try:
-            output = getattr(pipeline, name)(ctx, force=run["force"])
+            # RunBusyError (another process writes this run) is left to Airflow's retries: a wait
+            with ctx.store.run_lock(ctx.run_id):
+                output = getattr(pipeline, name)(ctx, force=run["force"])
         except (DataValidationError, DataFileError) as error:  # bad input: retrying cannot help
             raise AirflowFailException(str(error)) from error
         return {**run, "timings": {**run["timings"], **ctx.timings}, "output": str(output)}
@@ -117,7 +120,8 @@ def publish(run: RunInfo) -> RunInfo:
 
     ctx = _context(run)
     ctx.timings = dict(run["timings"])
-    run_dir, promoted, reason = publish_run(ctx)
+    with ctx.store.run_lock(ctx.run_id):
+        run_dir, promoted, reason = publish_run(ctx)
     log.info("run %s: %s (%s)", ctx.run_id, "promoted" if promoted else "not promoted", reason)
     return {**run, "run_dir": str(run_dir), "promoted": promoted, "reason": reason}
 
@@ -130,6 +134,17 @@ def push_online(run: RunInfo) -> dict[str, int]:
     from recsys.online_publish import publish_to_online
 
     return publish_to_online(Path(run["run_dir"]), Config.model_validate(run["config"]))
+
+
+@task(trigger_rule="none_failed")
+def prune(run: RunInfo) -> list[str]:
+    """Retention: delete all but the newest ``pipeline.keep_runs`` runs (never the promoted run, its
+    rollback target or a run being written); runs whether or not this night's run was promoted."""
+    from recsys.artifacts import RunStore
+
+    removed = RunStore(run["runs_dir"]).prune(Config.model_validate(run["config"]).pipeline.keep_runs)
+    log.info("pruned %d old runs", len(removed))
+    return removed
 
 
 @dag(
@@ -160,7 +175,7 @@ def recsys_nightly() -> None:
     for name in STAGES:
         run = _stage_task(name)(run)
     published: Any = publish(run)
-    push_online(published)
+    push_online(published) >> prune(published)
 
 
 recsys_nightly()

@@ -243,6 +243,8 @@ class PipelineConfig(Section):
     """Where runs, the registry and (by default) the online store live."""
     data_dir: str = "demo-data"
     """Input folder (items.* and interactions.*) of `recsys run` and the DAG."""
+    keep_runs: int = Field(14, ge=1)
+    """Runs the nightly DAG's prune keeps (the promoted run and its rollback target always stay)."""
     gate_tolerance: float = Field(0.02, ge=0.0, lt=1.0)
     """A new run is promoted when NDCG@10 >= promoted run's x (1 - tolerance)."""
     schedule: str = "0 2 * * *"

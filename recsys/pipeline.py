@@ -99,7 +99,11 @@ def validate(ctx: RunContext, out: Path) -> None:
     """Validate the input folder; clean tables to Parquet, bad rows to quarantine."""
     cfg = ctx.config.data
     dataset = load_dataset(
-        ctx.data_dir, max_bad_share=cfg.max_bad_share, as_of=cfg.as_of, quarantine_dir=out / "quarantine"
+        ctx.data_dir,
+        max_bad_share=cfg.max_bad_share,
+        as_of=cfg.as_of,
+        # outside the stage's temporary folder: the quarantine must outlive a failed validation
+        quarantine_dir=ctx.store.quarantine_dir(ctx.run_id),
     )
     dataset.items.write_parquet(out / "items.parquet")
     dataset.interactions.write_parquet(out / "interactions.parquet")
@@ -278,7 +282,12 @@ PIPELINE = (
 
 
 def run_pipeline(ctx: RunContext, force: bool = False) -> tuple[Path, bool, str]:
-    """Every stage in order, then publish (the ``recsys run`` command and the DAG do the same)."""
-    for stage in PIPELINE:
-        stage(ctx, force=force)
-    return publish(ctx)
+    """Every stage in order, then publish (the ``recsys run`` command and the DAG do the same).
+
+    Holds the run's lock throughout: a second pipeline of the same run id is refused
+    (:class:`~recsys.artifacts.RunBusyError`) instead of writing the same stages beside it.
+    """
+    with ctx.store.run_lock(ctx.run_id):
+        for stage in PIPELINE:
+            stage(ctx, force=force)
+        return publish(ctx)

@@ -177,16 +177,18 @@ def publish(ctx: RunContext) -> tuple[Path, bool, str]:
     """
     store = ctx.store
     manifest = build_manifest(ctx)
-    promote, reason = gate(store, ctx.run_id, manifest, ctx.config.pipeline.gate_tolerance)
-    if not promote and store.current() == ctx.run_id:
-        staged = store.staging_dir(ctx.run_id)
-        atomic_write_json(
-            staged / "manifest.json", {**manifest, "status": "rejected", "rejected_reason": reason}
-        )
-        return staged, False, reason
-    run_dir = store.publish(ctx.run_id, manifest)
-    if promote:
-        store.promote(ctx.run_id, reason)
-    else:
-        store.update_manifest(ctx.run_id, status="rejected", rejected_reason=reason)
+    # One registry lock from the gate's verdict to the promotion: no other run's promote lands between.
+    with store.registry_lock():
+        promote, reason = gate(store, ctx.run_id, manifest, ctx.config.pipeline.gate_tolerance)
+        if not promote and store.current() == ctx.run_id:
+            staged = store.staging_dir(ctx.run_id)
+            atomic_write_json(
+                staged / "manifest.json", {**manifest, "status": "rejected", "rejected_reason": reason}
+            )
+            return staged, False, reason
+        run_dir = store.publish(ctx.run_id, manifest)
+        if promote:
+            store.promote(ctx.run_id, reason)
+        else:
+            store.update_manifest(ctx.run_id, status="rejected", rejected_reason=reason)
     return run_dir, promote, reason

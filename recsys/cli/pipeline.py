@@ -32,7 +32,7 @@ def run(
     context = RunContext.create(state(ctx).config, data, runs, run_id)
     try:
         run_dir, promoted, reason = run_pipeline(context, force=force)
-    except (DataValidationError, DataFileError) as error:
+    except (DataValidationError, DataFileError, RunError) as error:
         fail(str(error))
     verdict = "[green]promoted[/]" if promoted else "[yellow]not promoted[/]"
     out.print(f"run {context.run_id} → {run_dir}: {verdict} ({reason})")

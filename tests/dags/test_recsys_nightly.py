@@ -142,10 +142,12 @@ def _pipeline_stage_names() -> list[str]:
 def test_one_task_per_pipeline_stage_in_order(parsed_dag: dict[str, Any]) -> None:
     tasks = parsed_dag["tasks"]
     order = ["prepare", *_pipeline_stage_names(), "publish", "push_online"]
-    assert sorted(tasks) == sorted(order)
+    assert sorted(tasks) == sorted([*order, "prune"])
     for upstream, task_id in itertools.pairwise(order):
         assert tasks[task_id]["upstream"] == [upstream], task_id
     assert tasks["prepare"]["upstream"] == []
+    # Retention after the push, and also when the push was skipped (trigger rule none_failed).
+    assert tasks["prune"]["upstream"] == ["publish", "push_online"]
 
 
 @pytest.mark.slow
