@@ -95,6 +95,14 @@ class EventsAccepted(Strict):
     run_id: str
 
 
+class UserForgotten(Strict):
+    user_id: str
+    tombstoned: bool
+    """A new tombstone was recorded (false: the user had been forgotten before)."""
+    store_entries_removed: int
+    run_files_rewritten: int
+
+
 class BatchRecommendations(Strict):
     run_id: str
     results: list[Recommendations]
