@@ -86,3 +86,48 @@ def test_posted_events_survive_a_reload_of_a_new_run_and_retries_count_once(
     with open_online_store(config.features, runs_copy.runs_dir) as store:
         logged = logged_interactions(store)
     assert logged["item_id"].to_list() == clicked and logged["event"].to_list() == ["click"] * 3
+
+
+def test_delete_forgets_a_user_in_the_store_and_the_runs(client: TestClient, runs_copy: TinyRun) -> None:
+    interactions = pl.read_parquet(runs_copy.runs_dir / runs_copy.run_id / "data" / "interactions.parquet")
+    user = (
+        interactions.group_by("user_id")
+        .len()
+        .sort(["len", "user_id"], descending=[True, False])["user_id"][2]
+    )
+    before = client.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()
+    assert not before["fallback"]
+    event = {
+        "user_id": user,
+        "item_id": before["items"][0]["item_id"],
+        "ts": before["as_of"] + 5,
+        "event_id": "z",
+    }
+    assert client.post("/v1/events", json=event, headers=AUTH).status_code == 200
+
+    assert client.delete(f"/v1/users/{user}").status_code == 401
+    forgotten = client.delete(f"/v1/users/{user}", headers=AUTH)
+    assert forgotten.status_code == 200, forgotten.text
+    body = forgotten.json()
+    assert body["tombstoned"] and body["store_entries_removed"] > 0 and body["run_files_rewritten"] > 0
+    assert client.delete(f"/v1/users/{user}", headers=AUTH).json()["tombstoned"] is False
+
+    after = client.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()
+    assert after["fallback"]  # no history left: neither the run's nor the live one
+    config = load_config(runs_copy.config_path, environ={})
+    with open_online_store(config.features, runs_copy.runs_dir) as store:
+        assert logged_interactions(store).filter(pl.col("user_id") == user).is_empty()
+    for name in (
+        "data/interactions.parquet",
+        "recommendations/recommendations.parquet",
+        "features/user.parquet",
+    ):
+        frame = pl.read_parquet(runs_copy.runs_dir / runs_copy.run_id / name)
+        assert frame.filter(pl.col("user_id") == user).is_empty(), name
+    numeric = {".safetensors", ".npy", ".npz"}  # weight arrays: a short id's bytes occur there by chance
+    residue = [
+        str(path.relative_to(runs_copy.runs_dir))
+        for path in runs_copy.runs_dir.rglob("*")
+        if path.is_file() and path.suffix not in numeric and user.encode() in path.read_bytes()
+    ]
+    assert residue == []
