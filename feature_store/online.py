@@ -250,7 +250,11 @@ def _decay_add(total: float, ref: int, ts: int, half_life_s: float) -> tuple[flo
 
 
 def _logged(events: pl.DataFrame, items: pl.DataFrame) -> list[LoggedEvent]:
-    """The events as the log keeps them, with the item's first category from ``items``."""
+    """The events as the log keeps them, with the item's first category from ``items``.
+
+    Row by row in Python: a request's batch is small, and per-row polars expressions would cost
+    more than the fold itself.
+    """
     missing = [column for column in (USER_ID, ITEM_ID, TS) if column not in events.columns]
     if missing:
         raise FeatureInputError(
@@ -260,30 +264,29 @@ def _logged(events: pl.DataFrame, items: pl.DataFrame) -> list[LoggedEvent]:
         nulls = events[column].is_null()
         if nulls.any():
             raise FeatureInputError(f"events: row {int(nulls.arg_true()[0])} has no {column}")
+    rows = events.rows(named=True)
     categories: dict[str, str | None] = {}
     if "categories" in items.columns:
-        for item_id, first in items.select(ITEM_ID, pl.col("categories").list.first()).iter_rows():
+        needed = items.filter(pl.col(ITEM_ID).is_in({str(row[ITEM_ID]) for row in rows}))
+        for item_id, first in needed.select(ITEM_ID, pl.col("categories").list.first()).iter_rows():
             categories.setdefault(item_id, first)
-    columns = events.columns
-    frame = events.select(
-        (pl.col("event_id") if "event_id" in columns else pl.lit(None)).cast(pl.String).alias("event_id"),
-        pl.col(USER_ID).cast(pl.String),
-        pl.col(ITEM_ID).cast(pl.String),
-        pl.col(TS).cast(pl.Int64),
-        (pl.col("event") if "event" in columns else pl.lit(None))
-        .cast(pl.String)
-        .fill_null(DEFAULT_EVENT)
-        .alias("event"),
-        (pl.col("weight") if "weight" in columns else pl.lit(1.0))
-        .cast(pl.Float64)
-        .fill_null(1.0)
-        .alias("weight"),
-        (pl.col("rating") if "rating" in columns else pl.lit(None)).cast(pl.Float64).alias("rating"),
-    )
-    return [
-        LoggedEvent(event_id, user, item, ts, event, weight, rating, categories.get(item))
-        for event_id, user, item, ts, event, weight, rating in frame.iter_rows()
-    ]
+    logged = []
+    for row in rows:
+        event_id, rating, weight = row.get("event_id"), row.get("rating"), row.get("weight")
+        item_id = str(row[ITEM_ID])
+        logged.append(
+            LoggedEvent(
+                event_id=None if event_id is None else str(event_id),
+                user_id=str(row[USER_ID]),
+                item_id=item_id,
+                ts=int(row[TS]),
+                event=str(row.get("event") or DEFAULT_EVENT),
+                weight=1.0 if weight is None else float(weight),
+                rating=None if rating is None else float(rating),
+                category=categories.get(item_id),
+            )
+        )
+    return logged
 
 
 def _fold(
