@@ -3,7 +3,8 @@
 Writers serialize with ``BEGIN IMMEDIATE`` (SQLite's own write lock, held across processes);
 every read inside :meth:`SQLiteOnlineStore.exclusive` runs in that transaction, so an event
 batch reads and writes one consistent state and a push replays the log it replaces under.
-Deleted rows are overwritten (``secure_delete``), so a forgotten user leaves no trace in free pages.
+Deleted rows are overwritten (``secure_delete``) and forgetting a user rewrites the file (``VACUUM``)
+and empties the WAL, so a forgotten user leaves no bytes behind.
 """
 
 from __future__ import annotations
@@ -167,7 +168,8 @@ class SQLiteOnlineStore(OnlineStore):
                         (view, user_id, len(prefix), prefix),
                     ).rowcount
                 removed += self._conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
-            if not self._depth:  # the WAL still holds the old pages until a checkpoint rewrites them
+            if not self._depth:  # page rebalancing can leave copies of deleted cells: rewrite the file
+                self._conn.execute("VACUUM")
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return removed
 
