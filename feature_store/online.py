@@ -1,345 +1,63 @@
-"""The online store: the state of every view per entity key, served at request time.
+"""The online store: the state of every view per entity key, served at request time, and the
+log of live events that keeps it.
 
-One :class:`OnlineStore` interface (write a batch, read many, expire, close), two
-backends: :class:`SQLiteOnlineStore` (default; one file, WAL mode) and
-:class:`RedisOnlineStore`. The store holds *state*, not finished values: the same
-:func:`feature_store.offline.assemble` that builds training frames turns it into features
-at the request's ``now``, so online values equal offline ones for the same moment.
+One :class:`~feature_store.online_store.OnlineStore` interface, two backends:
+:class:`~feature_store.online_sqlite.SQLiteOnlineStore` (default; one file, WAL mode) and
+:class:`~feature_store.online_redis.RedisOnlineStore`. The store holds *state*, not finished
+values: the same :func:`feature_store.offline.assemble` that builds training frames turns it
+into features at the request's ``now``, so online values equal offline ones for the same moment.
 
-Freshness: :func:`push_materialized` replaces everything (nightly). :func:`apply_events`
-then updates, per live event, the user's history and the ``user``, ``user_item`` and
-``user_category`` state. Item state (``item``, ``item_meta``) and the co-visitation table
-move only with the next push, and an event leaves a user's time-window counts only then.
+Freshness: :func:`push_materialized` replaces the state (nightly, and on a reload or rollback)
+and replays onto it every logged event at or after the run's ``as_of``, so nothing posted is
+lost. :func:`apply_events` folds live events into the user's history and the ``user``,
+``user_item`` and ``user_category`` state and appends them to the log, in one write. Item
+state (``item``, ``item_meta``) and the co-visitation table move only with the next push, and
+an event leaves a user's time-window counts only then.
 
-Every batch is atomic: records are validated and serialized before anything is written,
-and written in one SQLite transaction or one Redis MULTI/EXEC (a push writes a new Redis
-generation and switches to it in one MULTI), so a failing batch changes nothing. One
-writer at a time is assumed (the nightly job or the event consumer).
+Durability and idempotency: an event is in the log before it is acknowledged; an event with an
+``event_id`` the log already holds is skipped (a client's retry counts once); ids expire with
+their log entries (:meth:`OnlineStore.expire`). Writers serialize through the store
+(:meth:`OnlineStore.exclusive`) and read the state they change inside it. The next nightly run
+reads the log back with :func:`logged_interactions`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sqlite3
-import threading
-from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import polars as pl
 
 from feature_store.covisit import SEQUENCE_ORDER
-from feature_store.definitions import CATEGORY, DAY, ITEM_ID, TS, USER_ID, FeatureDefinitionError, FeatureSet
+from feature_store.definitions import CATEGORY, DAY, ITEM_ID, TS, USER_ID, FeatureSet
 from feature_store.offline import (
     COVISIT_SCHEMA,
     COVISIT_TABLE,
     HISTORY,
     HISTORY_SCHEMA,
     FeatureInputError,
-    _events,
     assemble,
     check_frames,
-    state_schema,
 )
-from feature_store.repository import build_registry, default_feature_set
+from feature_store.online_redis import RedisOnlineStore
+from feature_store.online_sqlite import SQLiteOnlineStore
+from feature_store.online_store import (
+    KEY_SEPARATOR,
+    RECOMMENDATIONS,
+    LoggedEvent,
+    OnlineStore,
+    OnlineStoreBusy,
+    OnlineStoreError,
+    Record,
+    Row,
+)
+from feature_store.repository import default_feature_set
 from recsys.config import FeaturesConfig
-
-KEY_SEPARATOR = "\x1f"
-FORMAT = "recsys-online-store/1"
-RECOMMENDATIONS = "recommendations"
-STORED_TABLES = {HISTORY: (USER_ID,), COVISIT_TABLE: (ITEM_ID,), RECOMMENDATIONS: (USER_ID,)}
-"""Stored besides the views: each user's recent history, each item's co-visitation row and the
-promoted run's batch recommendations per user (for consumers that read the store directly)."""
-
-
-class OnlineStoreError(RuntimeError):
-    """The store cannot be opened, is corrupt, or holds state of other feature definitions."""
-
-
-@dataclass(frozen=True)
-class Record:
-    """The state of one entity in one view (or stored table) as of ``updated_at``."""
-
-    view: str
-    key: tuple[str, ...]
-    values: Mapping[str, Any]
-    updated_at: int
-
-
-Row = tuple[str, str, str, int]
-"""A serialized record: view, encoded key, JSON value, updated_at."""
-
-
-class OnlineStore(ABC):
-    """State per (view, entity key); subclasses implement the storage, this class the contract."""
-
-    def __init__(self, config: FeaturesConfig) -> None:
-        self.config = config
-        self.registry = build_registry(config)
-        self.keys: dict[str, tuple[str, ...]] = {
-            name: view.entity.keys for name, view in self.registry.views.items() if view.source != "covisit"
-        }
-        self.keys.update(STORED_TABLES)
-        self.schemas: dict[str, dict[str, pl.DataType]] = {
-            name: state_schema(view, config)
-            for name, view in self.registry.views.items()
-            if view.source != "covisit"
-        }
-        self.schemas[HISTORY] = {ITEM_ID: pl.List(pl.String()), TS: pl.List(pl.Int64())}
-        self.schemas[COVISIT_TABLE] = {"other_item_id": pl.List(pl.String()), "weight": pl.List(pl.Float64())}
-        self.schemas[RECOMMENDATIONS] = {ITEM_ID: pl.List(pl.String()), "score": pl.List(pl.Float64())}
-        self.definitions_version = default_feature_set(config).version
-
-    # -- the contract ----------------------------------------------------------------
-    def write_batch(self, records: Iterable[Record], meta: Mapping[str, str] | None = None) -> int:
-        """Write all records (and meta entries) or none; returns how many were written."""
-        rows = [self._serialize(record) for record in records]
-        self._write(rows, replace=False, meta=dict(meta or {}))
-        return len(rows)
-
-    def read_many(self, view: str, keys: Sequence[tuple[str, ...]]) -> list[dict[str, Any] | None]:
-        """The state for each key (None where there is none), in the order of ``keys``."""
-        encoded = [self._encode_key(view, key) for key in keys]
-        if not encoded:
-            return []
-        return [None if raw is None else json.loads(raw) for raw in self._read(view, encoded)]
-
-    def read_meta(self) -> dict[str, str]:
-        return self._read_meta()
-
-    def expire(self, now: int) -> int:
-        """Drop state not refreshed (by a push or an event) within its view's ttl before ``now``."""
-        default_ttl = self.config.online.ttl_days
-        cutoffs = {}
-        for view in self.keys:
-            ttl = self.registry.views[view].ttl_days if view in self.registry.views else None
-            cutoffs[view] = now - int((ttl or default_ttl) * DAY)
-        return self._expire(cutoffs)
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    def __enter__(self) -> OnlineStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- storage, per backend --------------------------------------------------------
-    @abstractmethod
-    def _write(self, rows: list[Row], replace: bool, meta: dict[str, str]) -> None:
-        """Atomically write ``rows``; ``replace`` first drops everything (a push)."""
-
-    @abstractmethod
-    def _read(self, view: str, keys: list[str]) -> list[str | None]: ...
-
-    @abstractmethod
-    def _read_meta(self) -> dict[str, str]: ...
-
-    @abstractmethod
-    def _expire(self, cutoffs: dict[str, int]) -> int: ...
-
-    # -- validation ------------------------------------------------------------------
-    def _encode_key(self, view: str, key: tuple[str, ...]) -> str:
-        if view not in self.keys:
-            raise FeatureDefinitionError(f"unknown view {view!r}; the store holds: {', '.join(self.keys)}")
-        expected = self.keys[view]
-        if not isinstance(key, tuple) or len(key) != len(expected):
-            raise FeatureDefinitionError(f"view {view!r}: key {key!r} does not match entity keys {expected}")
-        for name, part in zip(expected, key, strict=True):
-            if not isinstance(part, str) or not part or KEY_SEPARATOR in part:
-                raise FeatureDefinitionError(f"view {view!r}: bad {name} {part!r} in key {key!r}")
-        return KEY_SEPARATOR.join(key)
-
-    def _serialize(self, record: Record) -> Row:
-        key = self._encode_key(record.view, record.key)
-        expected = set(self.schemas[record.view]) - set(self.keys[record.view])
-        given = set(record.values) - set(self.keys[record.view])
-        if given != expected:
-            raise FeatureInputError(
-                f"view {record.view!r} key {record.key!r}: unknown columns {sorted(given - expected)}, "
-                f"missing columns {sorted(expected - given)}"
-            )
-        try:
-            value = json.dumps(dict(record.values), allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as error:
-            raise FeatureInputError(
-                f"view {record.view!r} key {record.key!r}: value not storable ({error})"
-            ) from None
-        if not isinstance(record.updated_at, int):
-            raise FeatureInputError(
-                f"view {record.view!r} key {record.key!r}: updated_at must be int seconds"
-            )
-        return record.view, key, value, record.updated_at
-
-
-class SQLiteOnlineStore(OnlineStore):
-    """One SQLite file in WAL mode: readers never block the writer and see whole batches only."""
-
-    def __init__(self, config: FeaturesConfig, path: str | Path) -> None:
-        super().__init__(config)
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS records (
-                    view TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, updated_at INTEGER NOT NULL,
-                    PRIMARY KEY (view, key)
-                ) WITHOUT ROWID;
-                CREATE INDEX IF NOT EXISTS records_updated ON records (view, updated_at);
-                CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-                """
-            )
-            self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (FORMAT,))
-            stored = self._conn.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()[0]
-        except sqlite3.DatabaseError as error:
-            self._conn.close()
-            raise OnlineStoreError(f"{self.path}: unreadable or corrupt online store ({error})") from None
-        if stored != FORMAT:
-            self._conn.close()
-            raise OnlineStoreError(f"{self.path}: online store format {stored!r}, expected {FORMAT!r}")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def _write(self, rows: list[Row], replace: bool, meta: dict[str, str]) -> None:
-        with self._transaction() as conn:
-            if replace:
-                conn.execute("DELETE FROM records")
-                conn.execute("DELETE FROM meta WHERE name != 'format'")
-            conn.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", rows)
-            conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))
-
-    def _read(self, view: str, keys: list[str]) -> list[str | None]:
-        found: dict[str, str] = {}
-        with self._lock:
-            for start in range(0, len(keys), 900):
-                chunk = keys[start : start + 900]
-                marks = ",".join("?" * len(chunk))
-                query = f"SELECT key, value FROM records WHERE view = ? AND key IN ({marks})"
-                found.update(self._conn.execute(query, (view, *chunk)).fetchall())
-        return [found.get(key) for key in keys]
-
-    def _read_meta(self) -> dict[str, str]:
-        with self._lock:
-            return dict(self._conn.execute("SELECT name, value FROM meta").fetchall())
-
-    def _expire(self, cutoffs: dict[str, int]) -> int:
-        removed = 0
-        with self._transaction() as conn:
-            for view, cutoff in cutoffs.items():
-                removed += conn.execute(
-                    "DELETE FROM records WHERE view = ? AND updated_at < ?", (view, cutoff)
-                ).rowcount
-        return removed
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class RedisOnlineStore(OnlineStore):
-    """Redis strings under ``<prefix>:<generation>:<view>:<key>``; a push fills a new generation and
-    switches ``<prefix>:generation`` to it in one MULTI, so readers see the old or the new state whole."""
-
-    CHUNK = 10_000
-
-    def __init__(self, config: FeaturesConfig, url: str, prefix: str) -> None:
-        super().__init__(config)
-        import redis
-
-        self.url, self.prefix = url, prefix
-        self._client = redis.Redis.from_url(url, decode_responses=True)
-        try:
-            self._client.ping()
-        except redis.RedisError as error:
-            raise OnlineStoreError(f"redis online store at {url} unreachable ({error})") from None
-        self._error = redis.RedisError
-
-    def _generation(self) -> str:
-        return str(self._client.get(f"{self.prefix}:generation") or "0")
-
-    def _write(self, rows: list[Row], replace: bool, meta: dict[str, str]) -> None:
-        current = self._generation()
-        generation = str(self._client.incr(f"{self.prefix}:generation_counter")) if replace else current
-        base = f"{self.prefix}:{generation}"
-        try:
-            chunks = [rows[start : start + self.CHUNK] for start in range(0, len(rows), self.CHUNK)] or [[]]
-            if replace:  # the new generation is invisible until the switch below
-                for chunk in chunks:
-                    self._put(self._client.pipeline(transaction=False), base, chunk).execute()
-                switch = self._client.pipeline(transaction=True)
-                fields: dict[Any, Any] = {**meta, "format": FORMAT}
-                switch.hset(f"{base}:_meta", mapping=fields)
-                switch.set(f"{self.prefix}:generation", generation)
-                switch.execute()
-            else:
-                batch = self._put(self._client.pipeline(transaction=True), base, rows)
-                if meta:
-                    batch.hset(f"{base}:_meta", mapping=dict(meta))
-                batch.execute()
-        except BaseException:
-            if replace:
-                self._drop_generation(generation)
-            raise
-        if replace:
-            self._drop_older_than(int(current))
-
-    def _put(self, pipe: Any, base: str, rows: list[Row]) -> Any:
-        for view, key, value, updated_at in rows:
-            pipe.set(f"{base}:{view}:{key}", value)
-            pipe.zadd(f"{base}:_updated:{view}", {key: updated_at})
-        return pipe
-
-    def _drop_generation(self, generation: str) -> None:
-        names = list(self._client.scan_iter(match=f"{self.prefix}:{generation}:*", count=1000))
-        for start in range(0, len(names), self.CHUNK):
-            self._client.unlink(*names[start : start + self.CHUNK])
-
-    def _drop_older_than(self, keep: int) -> None:
-        """Delete generations before ``keep`` (the one readers may still hold is kept one push longer)."""
-        for generation in range(max(keep - 3, 0), keep):
-            self._drop_generation(str(generation))
-
-    def _read(self, view: str, keys: list[str]) -> list[str | None]:
-        base = f"{self.prefix}:{self._generation()}"
-        return cast(list[str | None], self._client.mget([f"{base}:{view}:{key}" for key in keys]))
-
-    def _read_meta(self) -> dict[str, str]:
-        return cast(dict[str, str], self._client.hgetall(f"{self.prefix}:{self._generation()}:_meta"))
-
-    def _expire(self, cutoffs: dict[str, int]) -> int:
-        base = f"{self.prefix}:{self._generation()}"
-        stale = {
-            view: cast(list[str], self._client.zrangebyscore(f"{base}:_updated:{view}", "-inf", f"({cutoff}"))
-            for view, cutoff in cutoffs.items()
-        }
-        batch = self._client.pipeline(transaction=True)
-        for view, keys in stale.items():
-            for start in range(0, len(keys), self.CHUNK):
-                chunk = keys[start : start + self.CHUNK]
-                batch.unlink(*(f"{base}:{view}:{key}" for key in chunk))
-                batch.zrem(f"{base}:_updated:{view}", *chunk)
-        batch.execute()
-        return sum(len(keys) for keys in stale.values())
-
-    def close(self) -> None:
-        self._client.close()
+from recsys.data.schema import DEFAULT_EVENT, INTERACTIONS_SCHEMA
 
 
 def open_online_store(config: FeaturesConfig, root_dir: str | Path) -> OnlineStore:
@@ -375,8 +93,10 @@ def push_materialized(
     recommendations: pl.DataFrame | None = None,
     meta: Mapping[str, str] | None = None,
 ) -> int:
-    """Replace the store's content with ``frames`` (from :func:`~feature_store.offline.materialize`)
-    and, when given, batch ``recommendations`` (user_id, item_id, rank, score), in one atomic push."""
+    """Replace the store's state with ``frames`` (from :func:`~feature_store.offline.materialize`)
+    and, when given, batch ``recommendations`` (user_id, item_id, rank, score), then replay the
+    logged events at or after ``as_of`` (newer than the run's data) onto it: one atomic push
+    under the store's write lock, so no event is accepted between the replay and the switch."""
     check_frames(frames, store.registry, store.config)
     rows: list[Row] = []
     for name, keys in store.keys.items():
@@ -400,7 +120,24 @@ def push_materialized(
             frame = frames[name]
         rows.extend(_serialized(frame, name, keys, as_of))
     pushed = {**(meta or {}), "as_of": str(as_of), "definitions": store.definitions_version}
-    store._write(rows, replace=True, meta=pushed)
+    with store.exclusive():
+        replayed = store.logged_events(since=as_of)
+        if replayed:
+            position = {(view, key): index for index, (view, key, _, _) in enumerate(rows)}
+
+            def pending(view: str, keys: Sequence[tuple[str, ...]]) -> list[dict[str, Any] | None]:
+                found = (position.get((view, store.encode_key(view, key))) for key in keys)
+                return [None if index is None else json.loads(rows[index][2]) for index in found]
+
+            for record in _fold(replayed, pending, store, store.config):
+                row = store.serialize(record)
+                index = position.get((row[0], row[1]))
+                if index is None:
+                    position[(row[0], row[1])] = len(rows)
+                    rows.append(row)
+                else:
+                    rows[index] = row
+        store.replace_all(rows, pushed)
     return len(rows)
 
 
@@ -493,6 +230,18 @@ def get_online_features(
 # -- live events -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EventsApplied:
+    """What :func:`apply_events` did: state records written, events logged, retries skipped."""
+
+    records: int
+    logged: int
+    duplicates: int
+
+
+Reader = Callable[[str, Sequence[tuple[str, ...]]], list[dict[str, Any] | None]]
+
+
 def _decay_add(total: float, ref: int, ts: int, half_life_s: float) -> tuple[float, int]:
     """Add one event at ``ts`` to a decayed sum stored at ``ref``; the result refers to the later moment."""
     if ts >= ref:
@@ -500,36 +249,74 @@ def _decay_add(total: float, ref: int, ts: int, half_life_s: float) -> tuple[flo
     return total + math.pow(2.0, -(ref - ts) / half_life_s), ref
 
 
-def apply_events(
-    store: OnlineStore, events: pl.DataFrame, items: pl.DataFrame, config: FeaturesConfig
-) -> int:
-    """Fold live events into the user's history and user, user×item and user×category state.
+def _logged(events: pl.DataFrame, items: pl.DataFrame) -> list[LoggedEvent]:
+    """The events as the log keeps them, with the item's first category from ``items``.
 
-    Events must not be older than the last push (they would be counted twice): such a
-    batch is refused whole. Returns the number of records written (atomically).
+    Row by row in Python: a request's batch is small, and per-row polars expressions would cost
+    more than the fold itself.
     """
-    as_of = _check_definitions(store)
-    frame = _events(events, items).collect().sort(SEQUENCE_ORDER)
-    if as_of is not None and (frame[TS] < as_of).any():
-        row = frame.filter(pl.col(TS) < as_of).row(0, named=True)
+    missing = [column for column in (USER_ID, ITEM_ID, TS) if column not in events.columns]
+    if missing:
         raise FeatureInputError(
-            f"events: user {row[USER_ID]} item {row[ITEM_ID]} ts {row[TS]} is before the last push "
-            f"({as_of}); re-materialize instead"
+            f"events: missing columns {', '.join(missing)} (has {', '.join(events.columns)})"
         )
+    for column in (USER_ID, ITEM_ID, TS):
+        nulls = events[column].is_null()
+        if nulls.any():
+            raise FeatureInputError(f"events: row {int(nulls.arg_true()[0])} has no {column}")
+    rows = events.rows(named=True)
+    categories: dict[str, str | None] = {}
+    if "categories" in items.columns:
+        needed = items.filter(pl.col(ITEM_ID).is_in({str(row[ITEM_ID]) for row in rows}))
+        for item_id, first in needed.select(ITEM_ID, pl.col("categories").list.first()).iter_rows():
+            categories.setdefault(item_id, first)
+    logged = []
+    for row in rows:
+        event_id, rating, weight = row.get("event_id"), row.get("rating"), row.get("weight")
+        item_id = str(row[ITEM_ID])
+        logged.append(
+            LoggedEvent(
+                event_id=None if event_id is None else str(event_id),
+                user_id=str(row[USER_ID]),
+                item_id=item_id,
+                ts=int(row[TS]),
+                event=str(row.get("event") or DEFAULT_EVENT),
+                weight=1.0 if weight is None else float(weight),
+                rating=None if rating is None else float(rating),
+                category=categories.get(item_id),
+            )
+        )
+    return logged
+
+
+def _fold(
+    events: Sequence[LoggedEvent], read: Reader, store: OnlineStore, config: FeaturesConfig
+) -> list[Record]:
+    """The records ``events`` change, folded onto the state ``read`` returns (the store's, or a push's)."""
+    ordered = sorted(events, key=lambda event: (event.user_id, event.ts, event.item_id))
     windows = store.registry.view("user").windows_days
     half_life_s = config.affinity_half_life_days * DAY
-    users = frame[USER_ID].unique(maintain_order=True).to_list()
-    pairs = frame.select(USER_ID, ITEM_ID).unique(maintain_order=True).rows()
-    user_categories = frame.filter(pl.col(CATEGORY).is_not_null()).select(USER_ID, CATEGORY)
-    category_pairs = user_categories.unique(maintain_order=True).rows()
-
-    user_state = dict(zip(users, store.read_many("user", [(user,) for user in users]), strict=True))
-    history = dict(zip(users, store.read_many(HISTORY, [(user,) for user in users]), strict=True))
-    pair_state = dict(zip(pairs, store.read_many("user_item", pairs), strict=True))
-    category_state = dict(zip(category_pairs, store.read_many("user_category", category_pairs), strict=True))
+    users = list(dict.fromkeys(event.user_id for event in ordered))
+    pairs = list(dict.fromkeys((event.user_id, event.item_id) for event in ordered))
+    category_pairs = list(
+        dict.fromkeys((event.user_id, event.category) for event in ordered if event.category is not None)
+    )
+    user_state = dict(zip(users, read("user", [(user,) for user in users]), strict=True))
+    history = dict(zip(users, read(HISTORY, [(user,) for user in users]), strict=True))
+    pair_state = dict(zip(pairs, read("user_item", pairs), strict=True))
+    category_state: dict[tuple[str, str], dict[str, Any] | None] = dict(
+        zip(category_pairs, read("user_category", category_pairs), strict=True)
+    )
     updated: dict[tuple[str, tuple[str, ...]], int] = {}
 
-    for user_id, item_id, ts, _weight, rating, category in frame.iter_rows():
+    for event in ordered:
+        user_id, item_id, ts, rating, category = (
+            event.user_id,
+            event.item_id,
+            event.ts,
+            event.rating,
+            event.category,
+        )
         user = user_state[user_id] or {
             **{f"user_n_{days}d": 0 for days in windows},
             USER_ID: user_id,
@@ -594,4 +381,81 @@ def apply_events(
         state = states[view][key]
         assert state is not None
         records.append(Record(view, key, state, ts))
-    return store.write_batch(records)
+    return records
+
+
+def apply_events(
+    store: OnlineStore, events: pl.DataFrame, items: pl.DataFrame, config: FeaturesConfig
+) -> EventsApplied:
+    """Fold live events into the user's history and user, user×item and user×category state, and
+    append them to the event log, in one write under the store's lock (state read inside it).
+
+    ``events`` has user_id, item_id, ts and optionally event, weight, rating and event_id. An
+    event whose ``event_id`` the log holds (or that repeats one earlier in the batch) is skipped.
+    Events older than the last push would be counted twice: such a batch is refused whole.
+    """
+    logged = _logged(events, items)
+    with store.exclusive():
+        as_of = _check_definitions(store)
+        known = store.known_event_ids([event.event_id for event in logged if event.event_id])
+        fresh: list[LoggedEvent] = []
+        for event in logged:
+            if event.event_id is not None:
+                if event.event_id in known:
+                    continue
+                known.add(event.event_id)
+            fresh.append(event)
+        stale = [event for event in fresh if as_of is not None and event.ts < as_of]
+        if stale:
+            raise FeatureInputError(
+                f"events: user {stale[0].user_id} item {stale[0].item_id} ts {stale[0].ts} is before "
+                f"the last push ({as_of}); re-materialize instead"
+            )
+        records = _fold(fresh, store.read_many, store, config) if fresh else []
+        written = store.write_batch(records, events=fresh)
+    return EventsApplied(records=written, logged=len(fresh), duplicates=len(logged) - len(fresh))
+
+
+def logged_interactions(store: OnlineStore, since: int | None = None) -> pl.DataFrame:
+    """The log's events with ``ts >= since`` (all when None) as an interactions frame in the
+    canonical schema (:data:`recsys.data.schema.INTERACTIONS_SCHEMA`), oldest first: the live
+    events the next run adds to its input."""
+    events = store.logged_events(since=since)
+    return pl.DataFrame(
+        {
+            USER_ID: [event.user_id for event in events],
+            ITEM_ID: [event.item_id for event in events],
+            TS: [event.ts for event in events],
+            "event": [event.event for event in events],
+            "weight": [event.weight for event in events],
+            "rating": [event.rating for event in events],
+        },
+        schema=INTERACTIONS_SCHEMA,
+    ).sort(TS, USER_ID, ITEM_ID, maintain_order=True)
+
+
+def user_data(store: OnlineStore, user_id: str) -> dict[str, Any]:
+    """Everything the store holds about ``user_id`` (for an export): the state of each user-keyed
+    view and table (a list of records per view), and the user's logged events."""
+    held: dict[str, Any] = store.held_about(user_id)
+    held["events"] = [asdict(event) for event in store.logged_events(user_id=user_id)]
+    return held
+
+
+__all__ = [
+    "EventsApplied",
+    "OnlineStore",
+    "OnlineStoreBusy",
+    "OnlineStoreError",
+    "Record",
+    "RedisOnlineStore",
+    "SQLiteOnlineStore",
+    "apply_events",
+    "get_online_features",
+    "get_recommendations",
+    "get_user_history",
+    "logged_interactions",
+    "open_online_store",
+    "push_materialized",
+    "user_data",
+]

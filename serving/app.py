@@ -20,7 +20,7 @@ from recsys import __version__
 from recsys.config import load_config
 from serving.dependencies import ServingError
 from serving.metrics import ASGIApp, Message, Metrics, MetricsMiddleware, Receive, Scope, Send
-from serving.routes import admin, events, health, items, recommendations
+from serving.routes import admin, events, health, items, recommendations, users
 from serving.schemas import Error, FieldError
 from serving.settings import ServingSettings
 from serving.state import StateHolder
@@ -147,6 +147,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.include_router(items.build_router(limits))
     app.include_router(events.build_router(limits))
     app.include_router(admin.build_router())
+    app.include_router(users.build_router())
     app.include_router(health.build_router())
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

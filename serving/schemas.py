@@ -77,6 +77,9 @@ class Event(Strict):
     event: str = Field("interaction", min_length=1, max_length=64)
     rating: float | None = Field(None, ge=-1e6, le=1e6)
     weight: float = Field(1.0, ge=-1e6, le=1e6)
+    event_id: Id | None = None
+    """Optional, unique per event (e.g. a UUID the client made): a retry with the same id counts once.
+    Ids are remembered as long as the event log keeps the event (the online store's ttl)."""
 
 
 class EventBatch(Strict):
@@ -85,8 +88,19 @@ class EventBatch(Strict):
 
 class EventsAccepted(Strict):
     accepted: int
+    """Events in the request, all durably logged (or already logged) when this answer is sent."""
     records_written: int
+    duplicates: int = 0
+    """Events skipped because their ``event_id`` was already logged (a retry)."""
     run_id: str
+
+
+class UserForgotten(Strict):
+    user_id: str
+    tombstoned: bool
+    """A new tombstone was recorded (false: the user had been forgotten before)."""
+    store_entries_removed: int
+    run_files_rewritten: int
 
 
 class BatchRecommendations(Strict):

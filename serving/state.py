@@ -9,14 +9,11 @@ closed by garbage collection once its last request finished.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +40,6 @@ log = logging.getLogger("recsys.serving")
 
 FILTER_KEYS = {"category": "categories", "tag": "tags"}
 """``filter=`` keys and the item list columns they match."""
-LOCK_FILE = ".online_store.lock"
 
 
 CACHE_TAIL = 32
@@ -78,18 +74,6 @@ class FilterError(ValueError):
     """A ``filter`` expression that cannot be parsed; the message says what is wrong."""
 
 
-@contextmanager
-def store_lock(runs_dir: Path) -> Iterator[None]:
-    """One writer at a time across this host's workers (the online store assumes a single writer)."""
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    with open(runs_dir / LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def serving_config(run_dir: Path, config: Config) -> Config:
     """The run's own config (its models and feature definitions) with this deployment's online store."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -99,19 +83,21 @@ def serving_config(run_dir: Path, config: Config) -> Config:
 
 
 def ensure_published(run_dir: Path, config: Config) -> None:
-    """Push the run's features to the online store unless it already holds this run's state."""
+    """Push the run's features to the online store unless it already holds this run's state.
+
+    The push serializes with every other writer through the store itself and replays the event
+    log onto the run's state, so two workers that both push the same run leave the same state,
+    and no event posted meanwhile is lost.
+    """
     from feature_store.online import open_online_store
     from recsys.online_publish import publish_to_online
 
-    with store_lock(run_dir.parent):
-        with open_online_store(config.features, run_dir.parent) as store:
-            meta = store.read_meta()
-            current = (
-                meta.get("run_id") == run_dir.name and meta.get("definitions") == store.definitions_version
-            )
-        if not current:
-            log.info("pushing run %s to the online store", run_dir.name)
-            publish_to_online(run_dir, config)
+    with open_online_store(config.features, run_dir.parent) as store:
+        meta = store.read_meta()
+        current = meta.get("run_id") == run_dir.name and meta.get("definitions") == store.definitions_version
+    if not current:
+        log.info("pushing run %s to the online store", run_dir.name)
+        publish_to_online(run_dir, config)
 
 
 def store_run_id(config: Config, runs_dir: Path) -> str | None:

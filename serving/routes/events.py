@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import anyio.to_thread
 import polars as pl
 from fastapi import APIRouter, Request
@@ -10,12 +12,16 @@ from serving.dependencies import ServingError, State, Writer, invalid
 from serving.metrics import Metrics
 from serving.schemas import Error, Event, EventBatch, EventsAccepted, FieldError
 from serving.settings import Limits
-from serving.state import ServingState, store_lock
+from serving.state import ServingState
+
+if TYPE_CHECKING:
+    from feature_store.online import EventsApplied
 
 
-def _apply(state: ServingState, events: list[Event]) -> int:
+def _apply(state: ServingState, events: list[Event]) -> EventsApplied:
+    """Log and apply the events in one write under the store's lock (durable before the answer)."""
     from feature_store.offline import FeatureInputError
-    from feature_store.online import apply_events
+    from feature_store.online import OnlineStoreBusy, apply_events
 
     frame = pl.DataFrame(
         [event.model_dump() for event in events],
@@ -26,11 +32,15 @@ def _apply(state: ServingState, events: list[Event]) -> int:
             "event": pl.String,
             "rating": pl.Float64,
             "weight": pl.Float64,
+            "event_id": pl.String,
         },
     )
     try:
-        with store_lock(state.run_dir.parent):
-            return apply_events(state.store, frame, state.recommender.items, state.config.features)
+        return apply_events(state.store, frame, state.recommender.items, state.config.features)
+    except OnlineStoreBusy:
+        raise ServingError(
+            503, "store_busy", "the online store is busy; retry with the same event_id"
+        ) from None
     except FeatureInputError as error:  # older than the last push: it would be counted twice
         message = str(error)
         raise ServingError(
@@ -41,13 +51,15 @@ def _apply(state: ServingState, events: list[Event]) -> int:
 def build_router(limits: Limits) -> APIRouter:
     router = APIRouter(
         tags=["events"],
-        responses={code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 422)},
+        responses={code: {"model": Error} for code in (400, 401, 403, 404, 409, 413, 422, 503)},
     )
 
     @router.post("/v1/events", response_model=EventsAccepted, dependencies=[Writer])
     async def post_events(request: Request, state: State, body: Event | EventBatch) -> EventsAccepted:
         """One event or ``{"events": [...]}``; the next recommendation reflects them (the item is
-        excluded, history-based scores move). Needs ``Authorization: Bearer <token>``."""
+        excluded, history-based scores move). Needs ``Authorization: Bearer <token>``. The events are
+        in the store's event log before the answer is sent; give each an ``event_id`` to make a retry
+        harmless."""
         events = body.events if isinstance(body, EventBatch) else [body]
         if len(events) > limits.max_events:
             raise invalid("events", "body", f"at most {limits.max_events} events per request")
@@ -62,10 +74,15 @@ def build_router(limits: Limits) -> APIRouter:
                     f"{field}: {message}",
                     [FieldError(field=field, location="body", message=message)],
                 )
-        written = await anyio.to_thread.run_sync(_apply, state, events)
+        applied = await anyio.to_thread.run_sync(_apply, state, events)
         metrics: Metrics = request.app.state.metrics
-        metrics.events.inc(len(events))
-        return EventsAccepted(accepted=len(events), records_written=written, run_id=state.run_id)
+        metrics.events.inc(applied.logged)
+        return EventsAccepted(
+            accepted=len(events),
+            records_written=applied.records,
+            duplicates=applied.duplicates,
+            run_id=state.run_id,
+        )
 
     return router
 

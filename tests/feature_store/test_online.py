@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,10 +23,13 @@ from feature_store.online import (
     get_online_features,
     get_recommendations,
     get_user_history,
+    logged_interactions,
     open_online_store,
     push_materialized,
+    user_data,
 )
 from recsys.config import FeaturesConfig, OnlineStoreConfig
+from recsys.data.schema import INTERACTIONS_SCHEMA
 
 CONFIG = FeaturesConfig(
     recent_items=4, covisit_max_gap=2, covisit_max_seconds=3 * DAY, covisit_top_per_item=3
@@ -226,3 +230,198 @@ def test_unreachable_redis_is_named() -> None:
     online = OnlineStoreConfig(backend="redis", redis_url="redis://127.0.0.1:1/0")
     with pytest.raises(OnlineStoreError, match="unreachable"):
         open_online_store(CONFIG.model_copy(update={"online": online}), ".")
+
+
+# -- the event log: durable, replayed, idempotent, serialized through the store -------------------------
+
+LIVE_FEATURES = [
+    "user_events_all",
+    "user_days_since_last",
+    "user_n_categories",
+    "user_mean_rating",
+    "ui_seen",
+    "ui_count",
+    "ui_days_since",
+    "user_category_affinity",
+]
+
+
+def assert_live_state_equals_offline(
+    store: OnlineStore, log: pl.DataFrame, catalog: pl.DataFrame, end: int
+) -> None:
+    for user in [*USERS, "u2", "u4"]:
+        online = get_online_features(store, user, CANDIDATES, end).select(LIVE_FEATURES)
+        assert_frame_equal(online, offline(log, catalog, user, end).select(LIVE_FEATURES), rtol=1e-9)
+        past = log.filter((pl.col("user_id") == user) & (pl.col("ts") < end)).sort("ts", "item_id")
+        assert get_user_history(store, user) == list(
+            past.select("item_id", "ts").tail(CONFIG.recent_items).iter_rows()
+        )
+
+
+def test_a_push_replays_the_logged_events_newer_than_its_data(make_store: StoreFactory) -> None:
+    catalog, log = make_log(3)
+    start, middle, end = (int(log["ts"].quantile(q)) for q in (0.4, 0.6, 0.8))  # type: ignore[arg-type]
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, start, CONFIG), start, meta={"run_id": "a"})
+    live = log.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    for batch in live.iter_slices(7):
+        assert apply_events(store, batch, catalog, CONFIG).logged == batch.height
+    assert len(store.logged_events()) == live.height
+    assert_live_state_equals_offline(store, log, catalog, end)
+
+    # the same run pushed again (a reload or a rollback to it): every posted event is still counted
+    push_materialized(store, materialize(log, catalog, start, CONFIG), start, meta={"run_id": "a"})
+    assert_live_state_equals_offline(store, log, catalog, end)
+
+    # a new run whose data ends at `middle` (it read the log up to there): the events after it are replayed
+    push_materialized(store, materialize(log, catalog, middle, CONFIG), middle, meta={"run_id": "b"})
+    assert_live_state_equals_offline(store, log, catalog, end)
+    assert store.read_meta()["run_id"] == "b"
+    assert len(store.logged_events()) == live.height  # a push keeps the log
+
+
+def test_a_retried_event_id_counts_once(make_store: StoreFactory) -> None:
+    catalog, log = make_log(4)
+    as_of = int(log["ts"].max()) + 1  # type: ignore[arg-type]
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, as_of, CONFIG), as_of)
+    before = get_online_features(store, "u1", ["i3"], as_of + 100)["ui_count"].item()
+    event = pl.DataFrame({"user_id": ["u1"], "item_id": ["i3"], "ts": [as_of + 10], "event_id": ["e-1"]})
+    assert apply_events(store, event, catalog, CONFIG).duplicates == 0
+    retried = apply_events(store, event, catalog, CONFIG)
+    assert (retried.records, retried.logged, retried.duplicates) == (0, 0, 1)
+    twice_in_one_batch = pl.concat([event, event]).with_columns(event_id=pl.lit("e-2"))
+    assert apply_events(store, twice_in_one_batch, catalog, CONFIG).duplicates == 1
+    anonymous = event.drop("event_id")  # no id: nothing to recognise a retry by, so it counts again
+    assert apply_events(store, pl.concat([anonymous, anonymous]), catalog, CONFIG).logged == 2
+    assert get_online_features(store, "u1", ["i3"], as_of + 100)["ui_count"].item() == before + 4
+    assert store.known_event_ids(["e-1", "e-2", "e-3"]) == {"e-1", "e-2"}
+    push_materialized(store, materialize(log, catalog, as_of, CONFIG), as_of)  # replayed once each
+    assert get_online_features(store, "u1", ["i3"], as_of + 100)["ui_count"].item() == before + 4
+    assert apply_events(store, event, catalog, CONFIG).duplicates == 1  # ids outlive a push
+
+
+def test_the_log_is_read_back_as_interactions(make_store: StoreFactory) -> None:
+    catalog, log = make_log(5)
+    start = int(log["ts"].quantile(0.5))  # type: ignore[arg-type]
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, start, CONFIG), start)
+    live = log.filter(pl.col("ts") >= start)
+    apply_events(store, live.sample(fraction=1.0, shuffle=True, seed=1), catalog, CONFIG)
+    exported = logged_interactions(store)
+    assert exported.schema == INTERACTIONS_SCHEMA
+    key = ["ts", "user_id", "item_id", "rating"]
+    assert_frame_equal(exported.sort(key), live.select(exported.columns).sort(key))
+    later = int(live["ts"].quantile(0.5))  # type: ignore[arg-type]
+    assert_frame_equal(
+        logged_interactions(store, since=later).sort(key),
+        live.filter(pl.col("ts") >= later).select(exported.columns).sort(key),
+    )
+
+
+def test_expire_drops_old_log_entries_and_their_ids(make_store: StoreFactory) -> None:
+    catalog, log = make_log(6)
+    as_of = int(log["ts"].max()) + 1  # type: ignore[arg-type]
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, as_of, CONFIG), as_of)
+    events = pl.DataFrame(
+        {
+            "user_id": ["u1", "u2"],
+            "item_id": ["i1", "i2"],
+            "ts": [as_of, as_of + 20 * DAY],
+            "event_id": ["a", "b"],
+        }
+    )
+    apply_events(store, events, catalog, CONFIG)
+    store.expire(as_of + 35 * DAY)  # ttl 30 days: the first event's entry goes, the second stays
+    assert [event.event_id for event in store.logged_events()] == ["b"]
+    assert store.known_event_ids(["a", "b"]) == {"b"}
+
+
+def test_concurrent_writers_and_pushes_lose_no_event(make_store: StoreFactory) -> None:
+    """Writers on separate connections (as separate workers or hosts) serialize through the store:
+    every event is counted exactly once, also while pushes replace the state."""
+    catalog, log = make_log(7)
+    as_of = int(log["ts"].max()) + 1  # type: ignore[arg-type]
+    frames = materialize(log, catalog, as_of, CONFIG)
+    make_store().close()  # create the store before the threads race to
+    writers, per_writer = 3, 8
+    errors: list[BaseException] = []
+
+    def post(writer: int) -> None:
+        with make_store() as store:
+            for n in range(per_writer):
+                event = pl.DataFrame(
+                    {"user_id": ["racer"], "item_id": [f"i{n % 8}"], "ts": [as_of + writer * 100 + n]}
+                )
+                apply_events(store, event, catalog, CONFIG)
+
+    def push() -> None:
+        with make_store() as store:
+            for _ in range(3):
+                push_materialized(store, frames, as_of)
+
+    def guarded(work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=guarded, args=(lambda w=w: post(w),)) for w in range(writers)]
+    threads.append(threading.Thread(target=guarded, args=(push,)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    store = make_store()
+    (racer,) = store.read_many("user", [("racer",)])
+    assert racer is not None and racer["user_n_all"] == writers * per_writer
+    assert len(store.logged_events(user_id="racer")) == writers * per_writer
+
+
+def test_forget_removes_state_history_recommendations_and_log(make_store: StoreFactory) -> None:
+    catalog, log = make_log(8)
+    as_of = int(log["ts"].max()) + 1  # type: ignore[arg-type]
+    gone = "forget-me-4711"
+    log = pl.concat([log, log.filter(pl.col("user_id") == "u1").with_columns(user_id=pl.lit(gone))])
+    recs = pl.DataFrame(
+        {"user_id": [gone, "u0"], "item_id": ["i1", "i2"], "rank": [1, 1], "score": [0.5, 0.9]}
+    )
+    store = make_store()
+    push_materialized(store, materialize(log, catalog, as_of, CONFIG), as_of, recs)
+    events = pl.DataFrame(
+        {"user_id": [gone, "u0"], "item_id": ["i8", "i8"], "ts": [as_of, as_of], "event_id": ["x", "y"]}
+    )
+    apply_events(store, events, catalog, CONFIG)
+    held = user_data(store, gone)
+    assert {"user", HISTORY, "user_item", "user_category", "recommendations"} <= set(held)
+    assert [event["item_id"] for event in held["events"]] == ["i8"]
+    assert {state["item_id"] for state in held["user_item"]} == set(
+        log.filter(pl.col("user_id") == gone)["item_id"].to_list()
+    ) | {"i8"}
+    kept = user_data(store, "u0")
+
+    assert store.forget(gone) > 0
+    assert user_data(store, gone) == {"events": []}
+    assert get_recommendations(store, gone) == [] and get_user_history(store, gone) == []
+    assert store.known_event_ids(["x", "y"]) == {"y"}
+    assert user_data(store, "u0") == kept  # nobody else is touched
+    push_materialized(
+        store, materialize(log.filter(pl.col("user_id") != gone), catalog, as_of, CONFIG), as_of
+    )
+    assert user_data(store, gone) == {"events": []}  # the forgotten events are not replayed
+
+
+def test_a_forgotten_user_leaves_no_bytes_in_the_sqlite_files(tmp_path: Path) -> None:
+    catalog, log = make_log(9)
+    as_of = int(log["ts"].max()) + 1  # type: ignore[arg-type]
+    gone = "forget-me-4711"
+    log = pl.concat([log, log.filter(pl.col("user_id") == "u2").with_columns(user_id=pl.lit(gone))])
+    store = SQLiteOnlineStore(CONFIG, tmp_path / "online.sqlite")
+    push_materialized(store, materialize(log, catalog, as_of, CONFIG), as_of)
+    apply_events(store, pl.DataFrame({"user_id": [gone], "item_id": ["i1"], "ts": [as_of]}), catalog, CONFIG)
+    store.forget(gone)
+    files = list(tmp_path.glob("online.sqlite*"))
+    assert files and all(gone.encode() not in path.read_bytes() for path in files)
+    store.close()
