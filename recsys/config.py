@@ -33,6 +33,8 @@ class DataConfig(Section):
     """Share of bad rows (per table) above which validation fails."""
     as_of: int | None = None
     """Unix seconds; events after it are 'future'. None means now."""
+    online_events: bool = True
+    """Add the events posted to the online store (its event log, and those the promoted run kept)."""
 
 
 class SplitConfig(Section):

@@ -32,6 +32,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,8 @@ from recsys.catalog import Histories, ItemCatalog
 from recsys.console import console
 from recsys.data import load_dataset, per_user_split
 from recsys.data.splits import global_split, time_at_share
+from recsys.live_events import LIVE_EVENTS_FILE, logged_events, with_live_events
+from recsys.privacy import drop_forgotten
 from recsys.promotion import publish
 from recsys.ranking.ranker import Ranker
 from recsys.ranking.training_set import train_ranker
@@ -105,10 +108,28 @@ def validate(ctx: RunContext, out: Path) -> None:
         # outside the stage's temporary folder: the quarantine must outlive a failed validation
         quarantine_dir=ctx.store.quarantine_dir(ctx.run_id),
     )
+    live = dataset.interactions.clear()
+    if cfg.online_events:
+        carried = None
+        if (current := ctx.store.current()) is not None:
+            previous = ctx.store.run_dir(current) / "data" / LIVE_EVENTS_FILE
+            carried = pl.read_parquet(previous) if previous.exists() else None
+        logged = logged_events(ctx.config.features, ctx.store.root)
+        interactions, live = with_live_events(dataset.interactions, dataset.items, logged, carried)
+        dataset = replace(dataset, interactions=interactions)
+    # Forgotten users never come back, whatever the input still holds.
+    dataset = replace(dataset, interactions=drop_forgotten(dataset.interactions, ctx.store.root))
+    live = drop_forgotten(live, ctx.store.root)
     dataset.items.write_parquet(out / "items.parquet")
     dataset.interactions.write_parquet(out / "interactions.parquet")
+    live.write_parquet(out / LIVE_EVENTS_FILE)
     start, end = dataset.time_range
-    summary = {"stats": dataset.stats, "time_range": [start, end], "source": str(ctx.data_dir.resolve())}
+    summary = {
+        "stats": dataset.stats,
+        "time_range": [start, end],
+        "source": str(ctx.data_dir.resolve()),
+        "live_events": live.height,
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -208,3 +209,51 @@ def test_a_night_with_new_data_compares_both_models_on_its_window(resumed: Resum
     assert promoted == (
         metrics["recsys"]["ndcg@10"] >= rescored * (1 - resumed.config.pipeline.gate_tolerance)
     )
+
+
+def _mentions(path: Path, user: str) -> bool:
+    """Whether a file under the runs folder holds ``user``: any string cell of a Parquet file, or the
+    id as a whole word of a text file (u1 is not found in u12)."""
+    if path.suffix == ".parquet":
+        frame = pl.read_parquet(path)
+        return any(frame[c].cast(pl.String).eq(user).any() for c, t in frame.schema.items() if t == pl.String)
+    if path.suffix in {".json", ".txt", ".csv", ".jsonl", ".yaml", ".md", ".log"}:
+        return (
+            re.search(rf"(?<![\w-]){re.escape(user)}(?![\w-])", path.read_text(errors="replace")) is not None
+        )
+    return False
+
+
+def test_a_forgotten_user_is_gone_after_the_next_run_and_live_events_train_it(resumed: Resumed) -> None:
+    """Forget → rerun: the id is nowhere under the runs folder nor in the store; an event posted to the
+    online store after the run's data is part of the next run's input."""
+    from feature_store.online import apply_events, open_online_store
+    from recsys.online_publish import publish_to_online
+    from recsys.privacy import export_user, forget_users
+
+    store = RunStore(resumed.runs)
+    served = store.current_dir()
+    events = pl.read_parquet(served / "data" / "interactions.parquet")
+    items = pl.read_parquet(served / "data" / "items.parquet")
+    gone, active = sorted(events["user_id"].unique().to_list())[:2]
+    publish_to_online(served, resumed.config)
+    posted_at = int(events["ts"].max()) + 60  # type: ignore[arg-type]
+    live = pl.DataFrame(
+        {"user_id": [active, gone], "item_id": [items["item_id"][0]] * 2, "ts": [posted_at] * 2}
+    )
+    with open_online_store(resumed.config.features, resumed.runs) as online:
+        apply_events(online, live, items, resumed.config.features)
+    assert any(_mentions(path, gone) for path in resumed.runs.rglob("*") if path.is_file())
+
+    forget_users(resumed.config, resumed.runs, [gone])
+    new_run = run_id_for(NIGHT + timedelta(days=9))
+    run_dir, _, _ = run_pipeline(RunContext(resumed.config, store, new_run, resumed.data))
+
+    leftovers = [path for path in resumed.runs.rglob("*") if path.is_file() and _mentions(path, gone)]
+    assert leftovers == []
+    held = export_user(resumed.config, resumed.runs, gone)
+    assert held["forgotten"] and not held["history"] and not held["recommendations"]
+    assert not any(held["online_store"].values()), held["online_store"]
+    trained_on = pl.read_parquet(run_dir / "data" / "interactions.parquet")
+    assert trained_on.filter((pl.col("user_id") == active) & (pl.col("ts") == posted_at)).height == 1
+    assert store.manifest(new_run)["data"]["live_events"] == 1
