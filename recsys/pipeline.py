@@ -197,9 +197,7 @@ def encoder(ctx: RunContext, out: Path) -> None:
         evaluated = fine_tune(items, read_events(ctx, "fit"), cfg, template, out / EVALUATED / "model")
         result = {"evaluated": evaluated.to_json()}
     if cfg.fine_tune and cfg.refresh_steps:
-        refresh = cfg.model_copy(
-            update={"base_model": str(out / EVALUATED / "model"), "max_steps": cfg.refresh_steps}
-        )
+        refresh = cfg.refreshing(str(out / EVALUATED / "model"))
         shipped = fine_tune(items, read_events(ctx), refresh, template, out / "model")
         result["shipped"] = {"refreshed": True, **shipped.to_json()}
     else:

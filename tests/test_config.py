@@ -73,3 +73,20 @@ def test_run_config_drops_keys_an_older_recsys_had_and_validates_the_rest() -> N
     recorded["ranking"]["num_leaves"] = "many"
     with pytest.raises(ValidationError, match="num_leaves"):
         config_of_run(recorded)
+
+
+def test_the_encoder_budget_follows_the_device() -> None:
+    config = Config().encoder
+    cpu, gpu = config.for_device("cpu"), config.for_device("cuda")
+    assert cpu == config  # CPUs keep the section's own, CPU-sized budget
+    assert (gpu.max_pairs, gpu.batch_size, gpu.max_seq_length, gpu.max_steps) == (
+        config.gpu.max_pairs,
+        config.gpu.batch_size,
+        config.gpu.max_seq_length,
+        config.gpu.max_steps,
+    )
+    assert gpu.max_pairs > 10 * cpu.max_pairs and gpu.max_seq_length > cpu.max_seq_length
+    refresh = config.refreshing("runs/x/encoder/evaluated/model")
+    assert refresh.base_model == "runs/x/encoder/evaluated/model"
+    assert refresh.for_device("cpu").max_steps == config.refresh_steps
+    assert refresh.for_device("cuda").max_steps == config.gpu.refresh_steps

@@ -257,3 +257,62 @@ def test_a_forgotten_user_is_gone_after_the_next_run_and_live_events_train_it(re
     trained_on = pl.read_parquet(run_dir / "data" / "interactions.parquet")
     assert trained_on.filter((pl.col("user_id") == active) & (pl.col("ts") == posted_at)).height == 1
     assert store.manifest(new_run)["data"]["live_events"] == 1
+
+
+KILL_AT = """
+import os, signal
+from pathlib import Path
+from recsys.config import load_config
+from recsys.pipeline import run_pipeline
+from recsys.run_context import RunContext
+
+real_replace = os.replace
+
+
+def replace(src, dst, *args, **kwargs):
+    # SIGKILL at the rename that would make {target!r} visible: a stage's output in staging, or the
+    # whole run moving into place (publish). All of its work is done, none of it published.
+    dst = Path(dst)
+    if dst.name == {target!r} and dst.parent.name in ({run_id!r}, {runs_name!r}):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_replace(src, dst, *args, **kwargs)
+
+
+os.replace = replace
+config = load_config({config!r}, environ={{}})
+run_pipeline(RunContext.create(config, Path({data!r}), Path({runs!r}), {run_id!r}))
+"""
+
+
+def test_killed_at_every_stage_and_in_publish_the_served_run_stays_and_a_rerun_completes(
+    resumed: Resumed,
+) -> None:
+    store = RunStore(resumed.runs)
+    served = store.current()
+    assert served is not None
+    registry = (resumed.runs / "registry.json").read_text()
+    model = (store.run_dir(served) / "ranker" / "model.txt").read_bytes()
+    run_id = run_id_for(NIGHT + timedelta(days=30))
+    for target in [*STAGES, run_id]:  # the run id: killed as publish moves the run into place
+        code = KILL_AT.format(
+            target=target,
+            run_id=run_id,
+            runs_name=resumed.runs.name,
+            config=str(TINY_CONFIG),
+            data=str(resumed.data),
+            runs=str(resumed.runs),
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+        assert done.returncode == -signal.SIGKILL, (target, done.stderr[-3000:])
+        # Nothing of the killed run is visible or promoted; what serves is untouched.
+        assert store.current() == served and (resumed.runs / CURRENT).read_text() == f"{served}\n"
+        assert (resumed.runs / "registry.json").read_text() == registry
+        assert not store.run_dir(run_id).exists()
+        assert (store.run_dir(served) / "ranker" / "model.txt").read_bytes() == model
+        if target in STAGES:
+            assert store.stage_done(run_id, target) is None  # only a temporary folder, never half a stage
+    run_dir, _, _ = run_pipeline(RunContext(resumed.config, store, run_id, resumed.data))
+    assert run_dir == store.run_dir(run_id)
+    assert sorted(path.name for path in run_dir.iterdir()) == sorted([*STAGES, "manifest.json"])
+    assert not any(path.name.startswith(".") for path in run_dir.rglob("*"))
+    assert run_id in [run["run_id"] for run in store.list_runs()]

@@ -179,6 +179,8 @@ def fine_tune(
 
     started = time.monotonic()
     out_dir = Path(out_dir)
+    device = resolve_device("auto")
+    config = config.for_device(device)
     # Per user, not one time cutoff: on bursty logs (MovieLens) few users are active on both sides of
     # any cutoff, and a handful of queries cannot tell checkpoints apart.
     train_events, eval_events = per_user_split(interactions, config.eval_share, min_events=EVAL_MIN_EVENTS)
@@ -191,7 +193,6 @@ def fine_tune(
     if not queries.queries:
         raise ValueError("no evaluation queries: no user is active both before and after the eval cutoff")
 
-    device = resolve_device("auto")
     precision = training_precision(device, config)
     model = load_encoder(config.base_model, device)
     model.max_seq_length = config.max_seq_length
