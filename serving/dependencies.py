@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -168,33 +169,85 @@ Writer = Depends(require_writer)
 # -- work off the event loop ------------------------------------------------------------------------
 
 
-async def off_loop(request: Request, work: Callable[[], T], deadline: bool = True) -> T:
-    """``work()`` (ranking, explanations, store reads) in one of the app's ``work_threads``, so the event
-    loop keeps answering ``/healthz`` and everything else meanwhile.
+class WorkPool:
+    """The threads that rank, explain and read the store, with a deadline per request.
 
-    Past ``work_timeout_s`` (waiting for a thread included) the answer is 503 with Retry-After: a store
-    whose lock a writer holds, or a queue longer than the threads can serve, answers fast instead of
-    hanging. The abandoned thread finishes on its own (the store gives up after its busy timeout).
-    ``deadline=False`` for work that is slow once and legitimately (loading the encoder).
+    At most ``threads`` work at once. A request past its deadline is answered (503); if its work had
+    started, the thread is abandoned and finishes on its own once the store gives up (its busy
+    timeout). With ``4 × threads`` abandoned threads still running, the pool answers 503 at once
+    instead of starting more, so a locked store cannot pile up a thread per request.
     """
-    settings: ServingSettings = request.app.state.settings
-    limiter: anyio.CapacityLimiter = request.app.state.work_limiter
-    retry = {"Retry-After": "1"}
-    try:
-        with anyio.fail_after(settings.work_timeout_s if deadline else None):
-            return await anyio.to_thread.run_sync(work, abandon_on_cancel=True, limiter=limiter)
-    except TimeoutError:
-        raise ServingError(
-            503,
-            "busy",
-            f"no answer within {settings.work_timeout_s} s (RECSYS_WORK_TIMEOUT_S): the online store is "
-            "locked by a writer or the ranking queue is full; retry",
-            headers=retry,
-        ) from None
-    except (sqlite3.OperationalError, OnlineStoreError) as error:
-        raise ServingError(
-            503, "store_unavailable", f"the online store did not answer ({error}); retry", headers=retry
-        ) from None
+
+    def __init__(self, threads: int, timeout_s: float) -> None:
+        self.limiter = anyio.CapacityLimiter(threads)
+        self.timeout_s = timeout_s
+        self.max_abandoned = 4 * threads
+        self._abandoned = 0
+        self._lock = threading.Lock()
+
+    @property
+    def abandoned(self) -> int:
+        """Threads still at work for requests already answered 503."""
+        return self._abandoned
+
+    async def run(self, work: Callable[[], T], deadline: bool = True) -> T:
+        retry = {"Retry-After": "1"}
+        if self._abandoned >= self.max_abandoned:
+            raise ServingError(
+                503,
+                "busy",
+                f"{self._abandoned} earlier requests still wait for the online store (locked by a writer?); "
+                "retry",
+                headers=retry,
+            )
+        claim = {"started": False, "finished": False, "given_up": False}
+
+        def claimed() -> T | None:
+            with self._lock:
+                if claim["given_up"]:  # answered before a thread took it up: nothing to do
+                    return None
+                claim["started"] = True
+            try:
+                return work()
+            finally:
+                with self._lock:
+                    claim["finished"] = True
+                    if claim["given_up"]:
+                        self._abandoned -= 1
+
+        answered = False
+        try:
+            with anyio.fail_after(self.timeout_s if deadline else None):
+                done = await anyio.to_thread.run_sync(claimed, abandon_on_cancel=True, limiter=self.limiter)
+            answered = True
+            return cast(T, done)
+        except TimeoutError:
+            raise ServingError(
+                503,
+                "busy",
+                f"no answer within {self.timeout_s} s (RECSYS_WORK_TIMEOUT_S): the online store is locked "
+                "by a writer or the ranking queue is full; retry",
+                headers=retry,
+            ) from None
+        except (sqlite3.OperationalError, OnlineStoreError) as error:
+            raise ServingError(
+                503, "store_unavailable", f"the online store did not answer ({error}); retry", headers=retry
+            ) from None
+        finally:
+            if not answered:  # past the deadline, or the client went away: the thread may still run
+                with self._lock:
+                    claim["given_up"] = True
+                    if claim["started"] and not claim["finished"]:
+                        self._abandoned += 1
+
+
+async def off_loop(request: Request, work: Callable[[], T], deadline: bool = True) -> T:
+    """``work()`` (ranking, explanations, store reads) in the app's :class:`WorkPool`, so the event loop
+    keeps answering ``/healthz`` and everything else meanwhile; past ``work_timeout_s`` (waiting for a
+    thread included), 503 with Retry-After instead of hanging on a locked store or a long queue.
+    ``deadline=False`` for work that is slow once and legitimately (loading the encoder)."""
+    pool: WorkPool = request.app.state.work
+    return await pool.run(work, deadline)
 
 
 # -- text-query rate limit -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from srv_helpers import TOKEN, TinyRun, settings_for
 
 from serving.app import create_app, redact_path
+from serving.dependencies import WorkPool
 from serving.state import ResultCache
 
 pytestmark = pytest.mark.slow
@@ -172,7 +173,9 @@ def test_a_store_locked_by_a_writer_answers_503_quickly(runs_copy: TinyRun) -> N
     for it inside the store, and reads of this worker queue behind that: they answer 503 fast."""
     user = _known_user(runs_copy)
     path = f"/v1/users/{user}/recommendations"
-    with TestClient(create_app(settings_for(runs_copy, work_timeout_s=0.5, cache_size=0))) as client:
+    settings = settings_for(runs_copy, work_timeout_s=0.5, work_threads=1, cache_size=0)
+    with TestClient(create_app(settings)) as client:
+        pool: WorkPool = client.app.state.work  # type: ignore[attr-defined]
         first = client.get(path)
         assert first.status_code == 200
         event = {"user_id": user, "item_id": "i1", "ts": first.json()["as_of"] + 10}
@@ -194,12 +197,20 @@ def test_a_store_locked_by_a_writer_answers_503_quickly(runs_copy: TinyRun) -> N
             assert busy.status_code == 503, answers
             assert busy.json()["error"] == "busy" and busy.headers["Retry-After"] == "1"
             assert all(waited < 10 for _, waited in answers), answers  # the store's busy timeout is 30 s
+            for _ in range(3 * pool.max_abandoned):  # threads stuck on the store are capped, not one each
+                assert client.get(path).status_code == 503
+            assert 0 < pool.abandoned <= pool.max_abandoned
         finally:
             writer.rollback()
             writer.close()
             poster.join()
         assert posted == [200]
-        assert client.get(path).status_code == 200  # the lock released: answers again
+        for _ in range(600):  # the abandoned threads finish once the lock is released
+            if pool.abandoned == 0:
+                break
+            time.sleep(0.1)
+        assert pool.abandoned == 0
+        assert client.get(path).status_code == 200  # answers again
 
 
 def test_logs_never_name_the_user(runs_copy: TinyRun, caplog: pytest.LogCaptureFixture) -> None:
