@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recsys import __version__
 from recsys.config import load_config
-from serving.dependencies import ServingError
+from serving.dependencies import RateLimiter, Reader, ServingError, WorkPool
 from serving.metrics import ASGIApp, Message, Metrics, MetricsMiddleware, Receive, Scope, Send
 from serving.routes import admin, events, health, items, recommendations, users
 from serving.schemas import Error, FieldError
@@ -75,6 +77,85 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
 
+class UnexpectedErrorMiddleware:
+    """Any exception a route did not turn into an answer: 500 JSON, and one log line naming the route
+    template and the code path, never the raw path (ids) or the exception's message (it may quote
+    request values; it is logged at DEBUG). Nothing is re-raised for the server to log again."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as error:
+            route = getattr(scope.get("route"), "path", None) or "unmatched route"
+            frames = "".join(traceback.format_tb(error.__traceback__))
+            log.error(
+                "unhandled %s on %s %s; traceback (message at DEBUG):\n%s",
+                type(error).__name__,
+                scope.get("method", ""),
+                route,
+                frames,
+            )
+            log.debug("unhandled error: %r", error)
+            if started:
+                raise
+            answer = _error(
+                500, "internal_error", f"internal error ({type(error).__name__}); see the server log"
+            )
+            await answer(scope, receive, send)
+
+
+KNOWN_SEGMENTS = frozenset(
+    {
+        *("v1", "users", "items", "recommendations", "similar", "events", "batch", "admin", "reload"),
+        *("healthz", "readyz", "metrics", "openapi.json", "docs", "redoc", "oauth2-redirect"),
+    }
+)
+"""Path segments of the routes; any other segment is an id or unknown and is not logged."""
+ID_AFTER = {"users": "{user_id}", "items": "{item_id}"}
+
+
+def redact_path(path: str) -> str:
+    """``/v1/users/u42/recommendations?q=jazz`` → ``/v1/users/{user_id}/recommendations?q=…``: the
+    route's shape without ids or query values."""
+    path, sep, query = path.partition("?")
+    parts = path.split("/")
+    for position, part in enumerate(parts):
+        if part and part not in KNOWN_SEGMENTS:
+            parts[position] = ID_AFTER.get(parts[position - 1], "{…}")
+    names = [re.sub(r"[^A-Za-z0-9_]", "", item.partition("=")[0])[:32] for item in query.split("&") if item]
+    return "/".join(parts) + (sep + "&".join(f"{name}=…" for name in names) if sep else "")
+
+
+class RedactedAccessLog(logging.Filter):
+    """uvicorn's access log (INFO) names the raw path and query: keep only their shape."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            client, method, path, version, status = args
+            record.args = (client, method, redact_path(str(path)), version, status)
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, RedactedAccessLog) for existing in access.filters):
+        access.addFilter(RedactedAccessLog())
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServingError)
     async def serving_error(request: Request, error: ServingError) -> JSONResponse:
@@ -97,11 +178,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(error.status_code, f"http_{error.status_code}")
         return _error(error.status_code, code, str(error.detail), headers=getattr(error, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "internal_error", f"internal error ({type(error).__name__}); see the server log")
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:
@@ -142,13 +218,22 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.limits = limits
     app.state.metrics = metrics
     app.state.holder = holder
+    app.state.work = WorkPool(settings.work_threads, settings.work_timeout_s)
+    app.state.query_limiter = RateLimiter(settings.query_rate_per_s, settings.query_burst)
+    metrics.cache_bytes.set_function(lambda: holder.current.cache.nbytes if holder.current else 0)
+    metrics.cache_entries.set_function(lambda: len(holder.current.cache) if holder.current else 0)
     _install_error_handlers(app)
-    app.include_router(recommendations.build_router(limits))
-    app.include_router(items.build_router(limits))
-    app.include_router(events.build_router(limits))
+    _redact_access_log()
+    for router in (
+        recommendations.build_router(limits),
+        items.build_router(limits),
+        events.build_router(limits),
+    ):
+        app.include_router(router, dependencies=[Reader])
     app.include_router(admin.build_router())
     app.include_router(users.build_router())
     app.include_router(health.build_router())
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

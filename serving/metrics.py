@@ -47,6 +47,12 @@ class Metrics:
         self.cache_hits = Counter(
             "recsys_answer_cache_hits", "Ranked answers served from the answer cache", registry=self.registry
         )
+        self.cache_bytes = Gauge(
+            "recsys_answer_cache_bytes", "Bytes held by the answer cache", registry=self.registry
+        )
+        self.cache_entries = Gauge(
+            "recsys_answer_cache_entries", "Answers held by the answer cache", registry=self.registry
+        )
         self.events = Counter(
             "recsys_events_applied", "Live events written to the online store", registry=self.registry
         )

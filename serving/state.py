@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -47,27 +48,54 @@ CACHE_TAIL = 32
 
 
 class ResultCache:
-    """Answers by key, least recently used dropped first; thread-safe (the batch route runs in threads)."""
+    """Answers (their JSON) by key, least recently used dropped first, bounded both in entries and in
+    bytes (the answer, the key and the bookkeeping of each entry); thread-safe (requests rank in threads).
+    """
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._answers: OrderedDict[tuple[object, ...], Any] = OrderedDict()
+    ENTRY_OVERHEAD = 120
+    """Bytes of an ordered-dict slot and its links, beyond the key and the answer."""
+
+    def __init__(self, size: int, max_bytes: int = 2**62) -> None:
+        self.size, self.max_bytes = size, max_bytes
+        self._answers: OrderedDict[tuple[object, ...], tuple[bytes, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[object, ...]) -> Any:
-        with self._lock:
-            answer = self._answers.get(key)
-            if answer is not None:
-                self._answers.move_to_end(key)
-            return answer
+    def __len__(self) -> int:
+        return len(self._answers)
 
-    def put(self, key: tuple[object, ...], answer: Any) -> None:
-        if self.size <= 0:
+    @property
+    def nbytes(self) -> int:
+        """Bytes held now (never above ``max_bytes``)."""
+        return self._bytes
+
+    def get(self, key: tuple[object, ...]) -> bytes | None:
+        with self._lock:
+            entry = self._answers.get(key)
+            if entry is None:
+                return None
+            self._answers.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: tuple[object, ...], answer: bytes) -> None:
+        cost = self.ENTRY_OVERHEAD + sys.getsizeof(answer) + _deep_size(key)
+        if self.size <= 0 or cost > self.max_bytes:
             return
         with self._lock:
-            self._answers[key] = answer
-            while len(self._answers) > self.size:
-                self._answers.popitem(last=False)
+            previous = self._answers.pop(key, None)
+            if previous is not None:
+                self._bytes -= previous[1]
+            self._answers[key] = (answer, cost)
+            self._bytes += cost
+            while len(self._answers) > self.size or self._bytes > self.max_bytes:
+                _, (_, dropped) = self._answers.popitem(last=False)
+                self._bytes -= dropped
+
+
+def _deep_size(value: object) -> int:
+    """Bytes of ``value`` with the tuples inside it (a cache key: strings, numbers, bytes, tuples)."""
+    inner = sum(_deep_size(part) for part in value) if isinstance(value, tuple) else 0
+    return sys.getsizeof(value) + inner
 
 
 class FilterError(ValueError):
@@ -131,6 +159,8 @@ class ServingState:
     _filters: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     _encoder: SentenceTransformer | None = field(default=None, repr=False)
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Held while the encoder loads and while it encodes: its tokenizer and ``max_seq_length`` are
+    changed per call, so two threads at once fail ("Already borrowed")."""
 
     # -- histories --------------------------------------------------------------------------
     def history(self, user_id: str) -> Histories:
@@ -148,10 +178,16 @@ class ServingState:
 
     def answer_key(self, history: Histories, now: int, *request: object) -> tuple[object, ...]:
         """What a ranked answer depends on besides the run: the user's history (live events change its
-        tail), the moment, the online store's push, and the request's own parameters."""
+        tail), the moment, the online store's push, and the request's own parameters.
+
+        Users without any history all get the same fallback answer, so they share one key (the id is
+        not part of it): a flood of unknown ids costs one entry, not one each.
+        """
         items, stamps = history.items[0], history.timestamps[0]
         behaviour = self.recommender.behaviour
         pushed = behaviour.pushed_as_of() if isinstance(behaviour, OnlineBehaviour) else None
+        if not len(items):
+            return ("fallback", now, pushed, *request)
         tail = (items[-CACHE_TAIL:].tobytes(), stamps[-CACHE_TAIL:].tobytes())
         return (history.user_ids[0], len(items), tail, now, pushed, *request)
 
@@ -188,16 +224,23 @@ class ServingState:
             self._filters[expression] = mask
         return mask
 
-    def encode_query(self, text: str) -> np.ndarray:
-        """The run's fine-tuned encoder applied to ``text`` (the model is loaded on first use)."""
-        from recsys.embeddings import encode_texts
+    def load_encoder(self) -> SentenceTransformer:
+        """The run's fine-tuned encoder, loaded on first use (seconds: callers wait for it apart from
+        the per-request deadline)."""
         from recsys.encoder.model import load_encoder
 
         with self._encoder_lock:
             if self._encoder is None:
                 self._encoder = load_encoder(self.run_dir / "encoder" / "model")
-            encoder = self._encoder
-        return encode_texts(encoder, [text], self.config.embeddings, show_progress=False)
+            return self._encoder
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """The run's fine-tuned encoder applied to ``text``, one thread at a time."""
+        from recsys.embeddings import encode_texts
+
+        encoder = self.load_encoder()
+        with self._encoder_lock:
+            return encode_texts(encoder, [text], self.config.embeddings, show_progress=False)
 
     def close(self) -> None:
         self.store.close()
@@ -252,7 +295,7 @@ def load_state(settings: ServingSettings, config: Config) -> ServingState:
         as_of=max(as_of, data_until + 1),
         titles=titles,
         clock=settings.clock,
-        cache=ResultCache(settings.cache_size),
+        cache=ResultCache(settings.cache_size, settings.cache_bytes),
     )
 
 

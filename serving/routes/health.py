@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from serving.dependencies import ServingError
+from serving.dependencies import MetricsReader, ServingError
 from serving.metrics import Metrics
 from serving.schemas import Error, Health, Ready
 from serving.state import ServingState
@@ -25,8 +25,14 @@ def build_router() -> APIRouter:
             raise ServingError(503, "not_ready", "no run is loaded yet")
         return Ready(status="ready", run_id=state.run_id, loaded_at=state.loaded_at)
 
-    @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        dependencies=[MetricsReader],
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, 401: {"model": Error}},
+    )
     async def metrics(request: Request) -> Response:
+        """Prometheus metrics of this worker; needs ``RECSYS_METRICS_TOKEN`` (or the admin token) when set."""
         registry: Metrics = request.app.state.metrics
         return Response(registry.render(), media_type=CONTENT_TYPE_LATEST)
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
-import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from pydantic import BaseModel
+from pydantic_core import to_json
 
-from serving.dependencies import ServingError, State, invalid
+from recsys.catalog import Histories
+from serving.dependencies import (
+    Credentials,
+    ServingError,
+    State,
+    invalid,
+    limit_text_queries,
+    off_loop,
+    require_admin,
+)
 from serving.metrics import Metrics
 from serving.schemas import (
     FILTER_PATTERN,
@@ -18,6 +27,7 @@ from serving.schemas import (
     Error,
     Explanation,
     FeatureContribution,
+    FieldError,
     Id,
     Recommendations,
     RecommendedItem,
@@ -25,14 +35,7 @@ from serving.schemas import (
 from serving.settings import Limits
 from serving.state import FilterError, ServingState
 
-
-def json_response(body: BaseModel) -> Response:
-    """The body serialized once by pydantic (the route's ``response_model`` documents it; FastAPI would
-    validate and serialize it a second time)."""
-    return Response(body.model_dump_json(), media_type="application/json")
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {422: {"model": Error}, 503: {"model": Error}}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error} for code in (401, 403, 422, 429, 503)}
 
 
 def _allowed(state: ServingState, expression: str | None, field: str, location: str) -> np.ndarray | None:
@@ -42,27 +45,56 @@ def _allowed(state: ServingState, expression: str | None, field: str, location: 
         raise invalid(field, location, str(error)) from None
 
 
-def recommend(
+def _with_user(user_id: str, body: bytes) -> bytes:
+    """An answer's JSON whose ``user_id`` was left out (it is the first field), with ``user_id`` put back:
+    cached answers hold no id, so users without history share one."""
+    return b'{"user_id":' + to_json(user_id) + b"," + body[1:]
+
+
+def answer(
     state: ServingState,
     user_id: str,
     k: int,
     exclude_seen: bool,
     filter_expression: str | None,
     explain: bool,
+    q: str | None,
     metrics: Metrics,
-) -> Recommendations:
-    """The user's top ``k`` from the shared :class:`~recsys.recommend.Recommender` (fallback if unknown).
+    filter_location: str = "query",
+) -> bytes:
+    """The JSON of one user's :class:`Recommendations`: ranked, the fallback, or ``q`` searched when the
+    user has no history. Reads the store and ranks: call it off the event loop."""
+    allowed = _allowed(state, filter_expression, "filter", filter_location)
+    history = state.history(user_id)
+    if q is not None and not len(history.items[0]):
+        return _with_user(user_id, search_text(state, q, k, allowed, metrics))
+    return _with_user(
+        user_id, recommend(state, history, k, exclude_seen, filter_expression, explain, metrics)
+    )
+
+
+def recommend(
+    state: ServingState,
+    history: Histories,
+    k: int,
+    exclude_seen: bool,
+    filter_expression: str | None,
+    explain: bool,
+    metrics: Metrics,
+) -> bytes:
+    """The top ``k`` of the user of ``history`` from the shared :class:`~recsys.recommend.Recommender`
+    (fallback if no history), as JSON without ``user_id``.
 
     Answers without explanations are cached by everything they depend on (:meth:`ServingState.answer_key`).
     """
     recommender = state.recommender
-    history = state.history(user_id)
     now = state.now(history)
     key = state.answer_key(history, now, k, exclude_seen, filter_expression)
-    cached: Recommendations | None = None if explain else state.cache.get(key)
+    cached = None if explain else state.cache.get(key)
     if cached is not None:
         metrics.cache_hits.inc()
-        _count(metrics, cached.strategy, cached.fallback)
+        fallback = not len(history.items[0])
+        _count(metrics, "popular" if fallback else "ranked", fallback)
         return cached
     allowed = state.allowed(filter_expression)
     candidates = recommender.score_user(history, now, allowed, exclude_seen=exclude_seen)
@@ -89,27 +121,31 @@ def recommend(
     ids = recommender.catalog.ids
     strategy: Literal["ranked", "popular"] = "popular" if candidates.fallback else "ranked"
     _count(metrics, strategy, candidates.fallback)
-    answer = Recommendations(
-        user_id=user_id,
-        run_id=state.run_id,
-        as_of=now,
-        strategy=strategy,
-        fallback=candidates.fallback,
-        items=[
-            RecommendedItem(
-                item_id=str(ids[candidates.item_idx[position]]),
-                title=state.titles[candidates.item_idx[position]],
-                rank=rank,
-                score=float(candidates.scores[position]),
-                sources=candidates.sources(position),
-                explanation=explanations[rank - 1],
-            )
-            for rank, position in enumerate(top.tolist(), start=1)
-        ],
+    body = (
+        Recommendations(
+            user_id="",
+            run_id=state.run_id,
+            as_of=now,
+            strategy=strategy,
+            fallback=candidates.fallback,
+            items=[
+                RecommendedItem(
+                    item_id=str(ids[candidates.item_idx[position]]),
+                    title=state.titles[candidates.item_idx[position]],
+                    rank=rank,
+                    score=float(candidates.scores[position]),
+                    sources=candidates.sources(position),
+                    explanation=explanations[rank - 1],
+                )
+                for rank, position in enumerate(top.tolist(), start=1)
+            ],
+        )
+        .model_dump_json(exclude={"user_id"})
+        .encode()
     )
     if not explain:
-        state.cache.put(key, answer)
-    return answer
+        state.cache.put(key, body)
+    return body
 
 
 def _count(metrics: Metrics, strategy: str, fallback: bool) -> None:
@@ -119,9 +155,10 @@ def _count(metrics: Metrics, strategy: str, fallback: bool) -> None:
 
 
 def search_text(
-    state: ServingState, user_id: str, text: str, k: int, allowed: np.ndarray | None, metrics: Metrics
-) -> Recommendations:
-    """Items nearest to ``text`` encoded by the run's fine-tuned encoder (for users without history)."""
+    state: ServingState, text: str, k: int, allowed: np.ndarray | None, metrics: Metrics
+) -> bytes:
+    """Items nearest to ``text`` encoded by the run's fine-tuned encoder (for users without history),
+    as JSON without ``user_id``."""
     vector = state.encode_query(text)
     allow = None if allowed is None else np.flatnonzero(allowed)
     scores, indices = state.index.search(vector, k, allow=allow)
@@ -129,16 +166,22 @@ def search_text(
     metrics.fallbacks.inc()
     ids = state.recommender.catalog.ids
     found = [(int(i), float(s)) for i, s in zip(indices[0], scores[0], strict=True) if i >= 0]
-    return Recommendations(
-        user_id=user_id,
-        run_id=state.run_id,
-        as_of=state.as_of,
-        strategy="text_query",
-        fallback=True,
-        items=[
-            RecommendedItem(item_id=str(ids[i]), title=state.titles[i], rank=rank, score=score, sources=[])
-            for rank, (i, score) in enumerate(found, start=1)
-        ],
+    return (
+        Recommendations(
+            user_id="",
+            run_id=state.run_id,
+            as_of=state.as_of,
+            strategy="text_query",
+            fallback=True,
+            items=[
+                RecommendedItem(
+                    item_id=str(ids[i]), title=state.titles[i], rank=rank, score=score, sources=[]
+                )
+                for rank, (i, score) in enumerate(found, start=1)
+            ],
+        )
+        .model_dump_json(exclude={"user_id"})
+        .encode()
     )
 
 
@@ -149,9 +192,13 @@ def build_router(limits: Limits) -> APIRouter:
     async def user_recommendations(
         request: Request,
         state: State,
+        credentials: Credentials,
         user_id: Annotated[str, Path(min_length=1, max_length=256, pattern=ID_PATTERN)],
         k: int = Query(10, ge=1, le=limits.max_k, description="How many items."),
-        exclude_seen: Annotated[bool, Query(description="Never recommend items the user had.")] = True,
+        exclude_seen: Annotated[
+            bool,
+            Query(description="Never recommend items the user had (false needs the admin token)."),
+        ] = True,
         filter: Annotated[
             str | None,
             Query(
@@ -160,25 +207,32 @@ def build_router(limits: Limits) -> APIRouter:
                 description="Item metadata that must match, e.g. category:jazz or category:jazz,tag:live",
             ),
         ] = None,
-        explain: Annotated[bool, Query(description="Add feature values and contributions.")] = False,
+        explain: Annotated[
+            bool, Query(description="Add feature values and contributions (needs the admin token).")
+        ] = False,
         q: Annotated[
             str | None,
             Query(
                 min_length=1,
                 max_length=500,
-                description="Text searched semantically for users without history.",
+                description="Text searched semantically for users without history (rate-limited per client).",
             ),
         ] = None,
     ) -> Response:
         """The user's top ``k``: ranked for known users, recent popularity (flagged ``fallback``) for
         unknown ones, or with ``q`` the items nearest to that text."""
+        if explain:
+            require_admin(request, credentials, "explain=true", "explain", "query")
+        if not exclude_seen:
+            require_admin(request, credentials, "exclude_seen=false", "exclude_seen", "query")
+        if q is not None:
+            limit_text_queries(request)
+            await off_loop(request, state.load_encoder, deadline=False)
         metrics: Metrics = request.app.state.metrics
-        allowed = _allowed(state, filter, "filter", "query")
-        if q is not None and not len(state.history(user_id).items[0]):
-            answer = await anyio.to_thread.run_sync(search_text, state, user_id, q, k, allowed, metrics)
-        else:
-            answer = recommend(state, user_id, k, exclude_seen, filter, explain, metrics)
-        return json_response(answer)
+        body = await off_loop(
+            request, partial(answer, state, user_id, k, exclude_seen, filter, explain, q, metrics)
+        )
+        return Response(body, media_type="application/json")
 
     @router.post(
         "/v1/recommendations/batch",
@@ -188,21 +242,42 @@ def build_router(limits: Limits) -> APIRouter:
     async def batch_recommendations(
         request: Request,
         state: State,
+        credentials: Credentials,
         user_ids: list[Id] = Body(min_length=1, max_length=limits.max_batch_users, embed=True),
         k: int = Body(10, ge=1, le=limits.max_k, embed=True),
         exclude_seen: bool = Body(True, embed=True, strict=True),
         filter: str | None = Body(None, max_length=1000, pattern=FILTER_PATTERN, embed=True),
-    ) -> BatchRecommendations:
-        """Recommendations for many users at once (each as ``GET .../recommendations`` would answer)."""
-        _allowed(state, filter, "filter", "body")
+    ) -> Response:
+        """Recommendations for many users at once (each as ``GET .../recommendations`` would answer);
+        ``len(user_ids) × k`` is bounded by ``RECSYS_MAX_BATCH_ITEMS``."""
+        if len(user_ids) * k > limits.max_batch_items:
+            message = (
+                f"{len(user_ids)} users × k={k} = {len(user_ids) * k} items, over the budget of "
+                f"{limits.max_batch_items} per request (RECSYS_MAX_BATCH_ITEMS): ask for fewer users or a "
+                "smaller k"
+            )
+            raise ServingError(
+                422,
+                "invalid_request",
+                message,
+                [
+                    FieldError(field="user_ids", location="body", message=message),
+                    FieldError(field="k", location="body", message=message),
+                ],
+            )
+        if not exclude_seen:
+            require_admin(request, credentials, "exclude_seen=false", "exclude_seen", "body")
         metrics: Metrics = request.app.state.metrics
-
-        def run() -> list[Recommendations]:
-            return [recommend(state, user, k, exclude_seen, filter, False, metrics) for user in user_ids]
-
-        return BatchRecommendations(run_id=state.run_id, results=await anyio.to_thread.run_sync(run))
+        results = [  # one user at a time: a batch queues behind single requests, never ahead of all of them
+            await off_loop(
+                request, partial(answer, state, user, k, exclude_seen, filter, False, None, metrics, "body")
+            )
+            for user in user_ids
+        ]
+        body = b'{"run_id":' + to_json(state.run_id) + b',"results":[' + b",".join(results) + b"]}"
+        return Response(body, media_type="application/json")
 
     return router
 
 
-__all__ = ["ServingError", "build_router", "recommend", "search_text"]
+__all__ = ["ServingError", "answer", "build_router"]

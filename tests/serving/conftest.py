@@ -48,8 +48,8 @@ def live_server(runs_copy: TinyRun) -> Iterator[Callable[..., LiveServer]]:
     """Start real uvicorn processes on free loopback ports over ``runs_copy``; all stopped afterwards."""
     started: list[LiveServer] = []
 
-    def start(workers: int = 1) -> LiveServer:
-        server = start_server(runs_copy, workers)
+    def start(workers: int = 1, env: dict[str, str] | None = None, log: Path | None = None) -> LiveServer:
+        server = start_server(runs_copy, workers, env, log)
         started.append(server)
         return server
 

@@ -29,7 +29,7 @@ class TinyRun:
     run_id: str
 
 
-def settings_for(run: TinyRun, token: str | None = TOKEN, **limits: int) -> ServingSettings:
+def settings_for(run: TinyRun, token: str | None = TOKEN, **limits: object) -> ServingSettings:
     return ServingSettings(
         runs_dir=run.runs_dir,
         config=run.config_path,
@@ -51,24 +51,34 @@ class LiveServer:
     process: subprocess.Popen[bytes]
 
 
-def start_server(run: TinyRun, workers: int = 1) -> LiveServer:
+def start_server(
+    run: TinyRun, workers: int = 1, env: dict[str, str] | None = None, log: Path | None = None
+) -> LiveServer:
+    """uvicorn over ``run`` with ``env`` added; with ``log``, its log (access log on) goes to that file."""
     port = free_port()
-    env = {
+    environ = {
         **os.environ,
         "RECSYS_RUNS_DIR": str(run.runs_dir),
         "RECSYS_CONFIG": str(run.config_path),
         "RECSYS_API_TOKEN": TOKEN,
         "RECSYS_SYNC_INTERVAL_S": "0.5",
         "POLARS_MAX_THREADS": "1",
+        **(env or {}),
     }
     command = [sys.executable, "-m", "uvicorn", "serving.app:app_from_env", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--no-access-log"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    command += ["--log-level", "info"] if log is not None else ["--no-access-log"]
+    if log is None:
+        process = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    else:  # uvicorn writes its access log to stdout, the rest to stderr
+        with open(log, "ab") as output:
+            process = subprocess.Popen(command, env=environ, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"uvicorn exited: {process.stderr.read().decode() if process.stderr else ''}")
+            output = process.stderr.read().decode() if process.stderr else (log.read_text() if log else "")
+            raise RuntimeError(f"uvicorn exited: {output}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return LiveServer(url, process)

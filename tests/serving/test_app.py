@@ -76,7 +76,9 @@ def test_posting_an_event_changes_the_next_answer(client: TestClient, runs_copy:
     ]
     assert moved and any(moved)
     # explained values show why: the user vector and the user's own counters moved
-    explained = client.get(f"/v1/users/{user}/recommendations", params={"k": 1, "explain": True}).json()
+    explained = client.get(
+        f"/v1/users/{user}/recommendations", params={"k": 1, "explain": True}, headers=AUTH
+    ).json()
     values = {f["feature"]: f["value"] for f in explained["items"][0]["explanation"]["features"]}
     assert values["user_days_since_last"] == pytest.approx(1 / 86_400)
 
@@ -178,7 +180,9 @@ def test_filter_keeps_only_matching_items(client: TestClient, runs_copy: TinyRun
 
 def test_explanations_add_up_to_the_score(client: TestClient, runs_copy: TinyRun) -> None:
     user = _users_by_activity(runs_copy)[2]
-    body = client.get(f"/v1/users/{user}/recommendations", params={"k": 3, "explain": True}).json()
+    body = client.get(
+        f"/v1/users/{user}/recommendations", params={"k": 3, "explain": True}, headers=AUTH
+    ).json()
     for item in body["items"]:
         explanation = item["explanation"]
         total = explanation["bias"] + sum(f["contribution"] for f in explanation["features"])
