@@ -23,8 +23,9 @@ def serve(
 ) -> None:
     """Serve recommendations, similar items and live events over HTTP.
 
-    Writes and admin routes need RECSYS_API_TOKEN in the environment (never a flag: it would show in
-    the process list); without it they are refused.
+    Writes, admin routes and reads that reveal a user's history (explain, exclude_seen=false) need
+    RECSYS_API_TOKEN in the environment (never a flag: it would show in the process list); without it
+    they are refused. RECSYS_READ_TOKEN, when set, guards every /v1 route; RECSYS_METRICS_TOKEN, /metrics.
     """
     import uvicorn
 
