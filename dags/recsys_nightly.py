@@ -139,11 +139,16 @@ def push_online(run: RunInfo) -> dict[str, int]:
 @task(trigger_rule="none_failed")
 def prune(run: RunInfo) -> list[str]:
     """Retention: delete all but the newest ``pipeline.keep_runs`` runs (never the promoted run, its
-    rollback target or a run being written); runs whether or not this night's run was promoted."""
+    rollback target or a run being written), and expire the online store's stale state and log;
+    runs whether or not this night's run was promoted."""
     from recsys.artifacts import RunStore
+    from recsys.online_publish import expire_online
 
-    removed = RunStore(run["runs_dir"]).prune(Config.model_validate(run["config"]).pipeline.keep_runs)
-    log.info("pruned %d old runs", len(removed))
+    config = Config.model_validate(run["config"])
+    store = RunStore(run["runs_dir"])
+    removed = store.prune(config.pipeline.keep_runs)
+    dropped = expire_online(store, config)
+    log.info("pruned %d old runs; expired %d online-store entries", len(removed), dropped)
     return removed
 
 

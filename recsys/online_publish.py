@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from recsys.artifacts import RunStore
 from recsys.config import Config
 
 
@@ -35,3 +36,16 @@ def publish_to_online(run_dir: Path, config: Config) -> dict[str, int]:
             store, read_materialized(features), as_of, recommendations, meta={"run_id": run_dir.name}
         )
     return {"records": records, "recommended_users": recommendations["user_id"].n_unique(), "as_of": as_of}
+
+
+def expire_online(store: RunStore, config: Config) -> int:
+    """Drop the online store's state, logged events and event ids older than their ttl, counted back
+    from the promoted run's latest event (event time, not the wall clock); entries dropped."""
+    from feature_store.online import open_online_store
+
+    current = store.current()
+    if current is None:
+        return 0
+    now = int(store.manifest(current)["data"]["time_range"][1])
+    with open_online_store(config.features, store.root) as online:
+        return online.expire(now)
