@@ -140,10 +140,22 @@ class Ranker:
         return np.where(np.isnan(rank), FALLBACK_FLOOR + scores, -rank)
 
     def contributions(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Per-feature contributions (SHAP values); each row plus ``bias`` sums to the score."""
-        values = np.asarray(
-            self.booster.predict(_matrix(frame, self.features), pred_contrib=True, num_threads=1)
-        )
+        """Per-feature contributions (SHAP values); each row plus ``bias`` sums to the score.
+
+        With a fallback source, a candidate it retrieved is scored by its rank alone, so the whole
+        score is that rank feature's; one it did not keeps the model's contributions, and the floor
+        that puts it below the others is the rank feature's (it is missing).
+        """
+        matrix = _matrix(frame, self.features)
+        values = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=1), dtype=np.float64)
+        fallback = self.info.get("fallback_source")
+        if fallback is not None and len(values):
+            column = self.features.index(f"cand_{fallback}_rank")
+            rank = matrix[:, column].astype(np.float64)
+            retrieved = ~np.isnan(rank)
+            values[retrieved] = 0.0
+            values[retrieved, column] = -rank[retrieved]
+            values[~retrieved, column] += FALLBACK_FLOOR
         return pl.DataFrame(values, schema=[*self.features, "bias"], orient="row")
 
     def importance(self) -> dict[str, dict[str, float]]:

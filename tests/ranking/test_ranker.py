@@ -93,3 +93,17 @@ def test_validation_falls_back_to_a_source_that_ranks_better_than_the_model() ->
     # Candidates the source did not retrieve come after every one it did, in the model's order.
     unretrieved = valid["cand_good_rank"].is_null().to_numpy()
     assert scores[unretrieved].max() < scores[~unretrieved].min()
+
+
+def test_contributions_add_up_to_the_score_with_a_fallback_source() -> None:
+    frame = synthetic(30, 5).with_columns(
+        pl.when(pl.col("noise") > 0.5)
+        .then(pl.int_range(1, pl.len() + 1).over("user_id"))
+        .alias("cand_x_rank")
+    )
+    model = Ranker.fit(
+        frame, None, ["signal", "noise", "cand_x_rank"], RankingConfig(min_child_samples=5), rounds=5
+    )
+    model.info["fallback_source"] = "x"
+    contributions = model.contributions(frame)
+    assert np.allclose(contributions.sum_horizontal().to_numpy(), model.predict(frame), rtol=0, atol=1e-6)
