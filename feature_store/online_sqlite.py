@@ -188,4 +188,7 @@ class SQLiteOnlineStore(OnlineStore):
         return held
 
     def close(self) -> None:
-        self._conn.close()
+        # Under the lock: a thread left running past its request's deadline may still be reading, and
+        # closing a connection another thread is using crashes the sqlite3 module.
+        with self._lock:
+            self._conn.close()
