@@ -62,8 +62,8 @@ def test_export_writes_both_variants_and_a_self_describing_folder(onnx_dir: Path
     assert meta["dim"] == 384 and meta["max_seq_length"] == SEQ and meta["inputs"][0] == "input_ids"
     assert has_variant(onnx_dir, "onnx") and has_variant(onnx_dir, "onnx-int8")
     assert not has_variant(onnx_dir.parent / "nothing-here", "onnx")
-    # int8 weights are about a quarter of fp32's
-    assert (onnx_dir / FILES["onnx-int8"]).stat().st_size < 0.4 * (onnx_dir / FILES["onnx"]).stat().st_size
+    # int8 MatMul weights (the embedding table stays fp32)
+    assert (onnx_dir / FILES["onnx-int8"]).stat().st_size < 0.7 * (onnx_dir / FILES["onnx"]).stat().st_size
 
 
 def test_export_rejects_unknown_variants(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
