@@ -375,7 +375,7 @@ def load_query_encoder(
 
 
 def encode_items(
-    model: SentenceTransformer, items: pl.DataFrame, config: EmbeddingsConfig, show_progress: bool = True
+    model: TextEncoder, items: pl.DataFrame, config: EmbeddingsConfig, show_progress: bool = True
 ) -> ItemEmbeddings:
     """Embeddings of every catalog item's template text, in catalog order."""
     texts = item_texts(items, config.template)
@@ -405,7 +405,7 @@ def user_vectors_from_history(
 
 
 def user_vectors_from_context(
-    model: SentenceTransformer,
+    model: TextEncoder,
     items: pl.DataFrame,
     histories: Histories,
     encoder_config: EncoderConfig,

@@ -15,6 +15,7 @@ from recsys.config import EmbeddingsConfig
 from recsys.data.demo import DemoSpec, generate_demo
 from recsys.embeddings import (
     QueryEncoder,
+    encode_items,
     encode_texts,
     load_query_encoder,
     measure_agreement,
@@ -46,8 +47,12 @@ def onnx_dir(model, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: 
 
 
 @pytest.fixture(scope="module")
-def catalog_texts() -> list[str]:
-    items: pl.DataFrame = generate_demo(DemoSpec(users=10, items=40, events=100, topics=4, seed=5))[0]
+def items() -> pl.DataFrame:
+    return generate_demo(DemoSpec(users=10, items=40, events=100, topics=4, seed=5))[0]
+
+
+@pytest.fixture(scope="module")
+def catalog_texts(items: pl.DataFrame) -> list[str]:
     return item_texts(items, "{title}. {text}")
 
 
@@ -102,7 +107,9 @@ def test_measure_agreement_on_a_sample(model, onnx_dir: Path, catalog_texts: lis
     assert agreement.mean >= 0.99
 
 
-def test_backend_is_chosen_by_config(model, onnx_dir: Path, catalog_texts: list[str]) -> None:  # type: ignore[no-untyped-def]
+def test_backend_is_chosen_by_config(  # type: ignore[no-untyped-def]
+    model, onnx_dir: Path, items: pl.DataFrame, catalog_texts: list[str]
+) -> None:
     def choose(**overrides: object):  # type: ignore[no-untyped-def]
         config = EmbeddingsConfig(device="cpu", max_seq_length=SEQ, agreement_sample=8, **overrides)  # type: ignore[arg-type]
         return select_encoder(model, onnx_dir, config, catalog_texts)
@@ -119,6 +126,11 @@ def test_backend_is_chosen_by_config(model, onnx_dir: Path, catalog_texts: list[
     strict = choose(backend="onnx-int8", min_agreement=1.0)
     assert strict.encoder is model and strict.backend == "torch" and strict.requested == "onnx-int8"
     assert strict.agreement is not None and "min_agreement" in strict.reason
+    int8 = choose(backend="onnx-int8")
+    config = EmbeddingsConfig(backend="onnx-int8", max_seq_length=SEQ)
+    embeddings = encode_items(int8.encoder, items, config, show_progress=False)
+    assert embeddings.ids.tolist() == items["item_id"].to_list()
+    assert (embeddings.vectors * fp32_torch(model, catalog_texts)).sum(axis=1).mean() >= 0.99
     missing = select_encoder(model, None, EmbeddingsConfig(device="cpu", backend="onnx"), catalog_texts)
     assert missing.backend == "torch" and missing.reason == "no onnx export"
     with pytest.raises(ValidationError, match="backend"):
