@@ -164,6 +164,17 @@ class EmbeddingsConfig(Section):
     """bfloat16 autocast on CPUs with native bf16, kept only if cosine to fp32 >= 0.99 on a sample."""
     token_budget: int = Field(16384, ge=256)
     """Padded tokens per batch: short texts go in big batches, long ones in small."""
+    backend: Literal["torch", "onnx", "onnx-int8"] = "onnx-int8"
+    """What encodes the catalog and text queries on CPUs: torch (fp32, or bf16 as above), the ONNX export in
+    fp32, or its int8 quantization. A GPU always uses torch fp16."""
+    min_agreement: float = Field(0.99, ge=0.0, le=1.0)
+    """Mean cosine to fp32 torch that an ONNX backend needs on the sample, else torch is used."""
+    agreement_sample: int = Field(256, ge=1)
+    """Texts on which an ONNX backend's agreement with fp32 torch is measured."""
+    onnx_threads: int = Field(0, ge=0)
+    """ONNX Runtime threads per encode; 0: its default (one per physical core)."""
+    query_cache_size: int = Field(10_000, ge=0)
+    """Recent text-query vectors kept in memory by serving (least recently used dropped); 0: no cache."""
 
 
 class IndexConfig(Section):

@@ -5,8 +5,14 @@ Faster than a plain ``SentenceTransformer.encode`` loop on the same texts becaus
 packs batches to a padded-token budget, so short texts share big batches and nothing is
 padded far, and (3) runs in half precision where the hardware has it: fp16 on GPU, bf16
 autocast on CPUs with native bf16 — the latter kept only after checking cosine >= 0.99
-against fp32 on a sample. (Dynamic int8 quantization of the Linear layers was measured
-on MiniLM at cosine 0.87 min / 0.93 mean against fp32 — below the bar — so it is not used.)
+against fp32 on a sample. On CPUs ``embeddings.backend`` can instead pick the ONNX export of the
+encoder in fp32 or int8 (``recsys.encoder.onnx_export``); ``select_encoder`` measures its agreement
+with fp32 torch on a sample and keeps torch when it falls short, and the run records both.
+(torch's own dynamic int8 quantization of the Linear layers measured cosine 0.87 min / 0.93 mean
+against fp32 on MiniLM, so it is not offered; onnxruntime's per-channel int8 measures 0.99 mean.)
+
+Text queries at serving go through ``QueryEncoder``: the same encoder behind a bounded LRU cache of
+recent query vectors, safe to call from many threads.
 
 User vectors come in two kinds (``RetrievalConfig.user_vector``): ``history_mean`` is the
 recency-weighted mean of the user's item vectors; ``context_text`` encodes the user's
@@ -15,23 +21,32 @@ context text the way the encoder saw it in training.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import numpy as np
 import polars as pl
+from cachetools import LRUCache
 
 from recsys.artifacts import atomic_path
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import EmbeddingsConfig, EncoderConfig
 from recsys.console import progress
 from recsys.device import cpu_has_fast_bf16, resolve_device
+from recsys.encoder.model import load_encoder
+from recsys.encoder.onnx_export import VARIANTS, OnnxEncoder, OnnxVariant, has_variant
 from recsys.encoder.text import context_texts, item_context_parts, item_texts
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+TextEncoder: TypeAlias = "SentenceTransformer | OnnxEncoder"
+
+log = logging.getLogger(__name__)
 
 MIN_COSINE = 0.99
 """Lowest cosine to fp32 a reduced-precision encoding may have on the check sample."""
@@ -98,42 +113,69 @@ def _precision(device: str, config: EmbeddingsConfig) -> str:
     return "bf16" if config.cpu_bf16 and cpu_has_fast_bf16() else "fp32"
 
 
-def encode_texts(
-    model: SentenceTransformer,
-    texts: Sequence[str],
+def _encode_sorted(
+    run: Callable[[np.ndarray], np.ndarray],
+    lengths: np.ndarray,
+    dim: int,
     config: EmbeddingsConfig,
-    description: str = "encoding",
-    show_progress: bool = True,
+    label: str,
+    show_progress: bool,
 ) -> np.ndarray:
-    """L2-normalized float32 [len(texts), dim]; identical texts are encoded once."""
+    out = np.zeros((len(lengths), dim), dtype=np.float32)
+    with progress() as bar:
+        task = bar.add_task(label, total=len(lengths), visible=show_progress)
+        for rows in _token_batches(lengths, config.token_budget, config.batch_size * 4):
+            out[rows] = run(rows)
+            bar.advance(task, len(rows))
+    return out
+
+
+def _encode_unique_onnx(
+    model: OnnxEncoder, texts: list[str], config: EmbeddingsConfig, description: str, show_progress: bool
+) -> np.ndarray:
+    if model.max_seq_length != config.max_seq_length:
+        raise ValueError(
+            f"ONNX encoder truncates at {model.max_seq_length} tokens but embeddings.max_seq_length is "
+            f"{config.max_seq_length}; load it with the config's length"
+        )
+    return _encode_sorted(
+        lambda rows: model.encode_batch([texts[i] for i in rows]),
+        model.token_lengths(texts),
+        model.dim,
+        config,
+        f"{description} (cpu, {model.backend})",
+        show_progress,
+    )
+
+
+def _encode_unique_torch(
+    model: SentenceTransformer,
+    texts: list[str],
+    config: EmbeddingsConfig,
+    description: str,
+    show_progress: bool,
+) -> np.ndarray:
     import torch
 
     from recsys.encoder.train import autocast
 
-    dim = model.get_embedding_dimension() or 0
-    if not texts:
-        return np.zeros((0, dim), dtype=np.float32)
     device = resolve_device(config.device)
     model.to(device)
     model.eval()
-    unique, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
-    unique_texts = unique.tolist()
-    tokenizer = model.tokenizer
     lengths = np.asarray(
         [
             min(len(ids), config.max_seq_length)
-            for ids in tokenizer(
-                unique_texts, add_special_tokens=True, truncation=True, max_length=config.max_seq_length
+            for ids in model.tokenizer(
+                texts, add_special_tokens=True, truncation=True, max_length=config.max_seq_length
             )["input_ids"]
         ]
     )
     precision = _precision(device, config)
     previous_max = model.max_seq_length
     model.max_seq_length = config.max_seq_length
-    out = np.zeros((len(unique_texts), dim), dtype=np.float32)
 
     def run(rows: np.ndarray, dtype_name: str) -> np.ndarray:
-        features = model.preprocess([unique_texts[i] for i in rows])
+        features = model.preprocess([texts[i] for i in rows])
         features = {
             key: value.to(device) if isinstance(value, torch.Tensor) else value
             for key, value in features.items()
@@ -145,25 +187,195 @@ def encode_texts(
     try:
         with torch.inference_mode():
             if precision != "fp32":
-                sample = np.arange(min(CHECK_SAMPLE, len(unique_texts)))
+                sample = np.arange(min(CHECK_SAMPLE, len(texts)))
                 cosine = (run(sample, "fp32") * run(sample, precision)).sum(axis=1)
                 if float(cosine.min()) < MIN_COSINE:
                     precision = "fp32"
-            batches = list(_token_batches(lengths, config.token_budget, config.batch_size * 4))
-            with progress() as bar:
-                task = bar.add_task(
-                    f"{description} ({device}, {precision})", total=len(unique_texts), visible=show_progress
-                )
-                for rows in batches:
-                    out[rows] = run(rows, precision)
-                    bar.advance(task, len(rows))
+            return _encode_sorted(
+                lambda rows: run(rows, precision),
+                lengths,
+                model.get_embedding_dimension() or 0,
+                config,
+                f"{description} ({device}, {precision})",
+                show_progress,
+            )
     finally:
         model.max_seq_length = previous_max
+
+
+def encode_texts(
+    model: TextEncoder,
+    texts: Sequence[str],
+    config: EmbeddingsConfig,
+    description: str = "encoding",
+    show_progress: bool = True,
+) -> np.ndarray:
+    """L2-normalized float32 [len(texts), dim]; identical texts are encoded once."""
+    if not texts:
+        dim = model.dim if isinstance(model, OnnxEncoder) else model.get_embedding_dimension() or 0
+        return np.zeros((0, dim), dtype=np.float32)
+    unique, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
+    encode = _encode_unique_onnx if isinstance(model, OnnxEncoder) else _encode_unique_torch
+    out = encode(model, unique.tolist(), config, description, show_progress)  # type: ignore[arg-type]
     return out[inverse.reshape(-1)]
 
 
+@dataclass(frozen=True)
+class Agreement:
+    """Cosine between an encoder's vectors and fp32 torch's on the same texts."""
+
+    mean: float
+    min: float
+    n: int
+
+
+def measure_agreement(
+    reference: SentenceTransformer, candidate: TextEncoder, texts: Sequence[str], config: EmbeddingsConfig
+) -> Agreement:
+    """Cosine of ``candidate`` to ``reference`` in fp32 on CPU, on a seeded sample of distinct ``texts``."""
+    distinct = sorted(set(texts))
+    if not distinct:
+        raise ValueError("agreement needs at least one text")
+    rng = np.random.default_rng(0)
+    picked = sorted(rng.choice(len(distinct), min(config.agreement_sample, len(distinct)), replace=False))
+    sample = [distinct[i] for i in picked]
+    fp32 = config.model_copy(update={"cpu_bf16": False, "device": "cpu"})
+    expected = encode_texts(reference, sample, fp32, show_progress=False)
+    cosine = (encode_texts(candidate, sample, config, show_progress=False) * expected).sum(axis=1)
+    return Agreement(float(cosine.mean()), float(cosine.min()), len(sample))
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """What encodes the catalog and the queries, and why; ``to_json`` is what the run records."""
+
+    encoder: TextEncoder
+    backend: str
+    """torch, onnx or onnx-int8: the one used."""
+    requested: str
+    device: str
+    agreement: Agreement | None
+    """Measured for an ONNX backend (also when it was rejected); None for torch."""
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "requested": self.requested,
+            "device": self.device,
+            "agreement": None if self.agreement is None else vars(self.agreement),
+            "reason": self.reason,
+        }
+
+
+def select_encoder(
+    model: SentenceTransformer, onnx_dir: Path | None, config: EmbeddingsConfig, sample_texts: Sequence[str]
+) -> EncoderChoice:
+    """``config.backend`` on CPUs when its export exists and agrees with fp32 torch, else ``model``.
+
+    ``sample_texts`` (e.g. the catalog's texts) are where agreement is measured.
+    """
+    device = resolve_device(config.device)
+
+    def torch_choice(reason: str, agreement: Agreement | None = None) -> EncoderChoice:
+        return EncoderChoice(model, "torch", config.backend, device, agreement, reason)
+
+    if config.backend == "torch":
+        return torch_choice("configured")
+    if device == "cuda":
+        return torch_choice("GPU present: torch fp16")
+    if onnx_dir is None or not has_variant(onnx_dir, config.backend):
+        log.warning("no %s export in %s: encoding with torch", config.backend, onnx_dir)
+        return torch_choice(f"no {config.backend} export")
+    candidate = OnnxEncoder(onnx_dir, config.backend, config.max_seq_length, config.onnx_threads)
+    agreement = measure_agreement(model, candidate, sample_texts, config)
+    if agreement.mean < config.min_agreement:
+        log.warning(
+            "%s agrees with fp32 torch at mean cosine %.4f < %.4f: encoding with torch",
+            config.backend,
+            agreement.mean,
+            config.min_agreement,
+        )
+        return torch_choice(f"mean cosine {agreement.mean:.4f} < min_agreement", agreement)
+    return EncoderChoice(candidate, config.backend, config.backend, device, agreement, "configured")
+
+
+class QueryEncoder:
+    """One text query to its vector, for the request path; safe to call from many threads at once.
+
+    Vectors of recent queries are kept in a bounded LRU cache (``query_cache_size``; 0 disables it), as
+    read-only arrays so no caller can change what the next one gets. An ONNX encoder runs concurrently
+    (per-thread tokenizers); a torch model is serialized, since encoding sets its max_seq_length.
+    """
+
+    def __init__(self, encoder: TextEncoder, config: EmbeddingsConfig) -> None:
+        self.encoder = encoder
+        self.backend = encoder.backend if isinstance(encoder, OnnxEncoder) else "torch"
+        self._config = config
+        self._cache: LRUCache[str, np.ndarray] | None = (
+            LRUCache(maxsize=config.query_cache_size) if config.query_cache_size > 0 else None
+        )
+        self._cache_lock = threading.Lock()
+        self._torch_lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def _encode(self, text: str) -> np.ndarray:
+        if isinstance(self.encoder, OnnxEncoder):
+            return self.encoder.encode_batch([text])[0]
+        with self._torch_lock:
+            return encode_texts(self.encoder, [text], self._config, show_progress=False)[0]
+
+    def encode(self, text: str) -> np.ndarray:
+        """float32 [dim], L2-normalized, read-only."""
+        if self._cache is not None:
+            with self._cache_lock:
+                cached = self._cache.get(text)
+                if cached is not None:
+                    self.hits += 1
+                    return cached
+        vector = self._encode(text)
+        vector.setflags(write=False)
+        with self._cache_lock:
+            self.misses += 1
+            if self._cache is not None:
+                self._cache[text] = vector
+        return vector
+
+    def cache_info(self) -> dict[str, int]:
+        """hits, misses, size and maxsize (0 without a cache), e.g. for metrics."""
+        with self._cache_lock:
+            size = 0 if self._cache is None else len(self._cache)
+            return {
+                "hits": self.hits,
+                "misses": self.misses,
+                "size": size,
+                "maxsize": self._config.query_cache_size,
+            }
+
+
+def load_query_encoder(
+    model_dir: str | Path, onnx_dir: str | Path | None, config: EmbeddingsConfig, backend: str | None = None
+) -> QueryEncoder:
+    """The query encoder of a run: ``backend`` (pass the run's recorded one; default ``config.backend``).
+
+    An ONNX backend loads without torch; torch is used on a GPU, for ``torch``, or when the export is missing.
+    """
+    backend = backend or config.backend
+    if backend not in ("torch", *VARIANTS):
+        raise ValueError(f"backend must be torch, onnx or onnx-int8, got {backend!r}")
+    device = resolve_device(config.device)
+    encoder: TextEncoder
+    if backend != "torch" and device == "cpu" and onnx_dir and has_variant(onnx_dir, backend):
+        variant = cast("OnnxVariant", backend)
+        encoder = OnnxEncoder(onnx_dir, variant, config.max_seq_length, config.onnx_threads)
+    else:
+        encoder = load_encoder(model_dir, device)
+    return QueryEncoder(encoder, config)
+
+
 def encode_items(
-    model: SentenceTransformer, items: pl.DataFrame, config: EmbeddingsConfig, show_progress: bool = True
+    model: TextEncoder, items: pl.DataFrame, config: EmbeddingsConfig, show_progress: bool = True
 ) -> ItemEmbeddings:
     """Embeddings of every catalog item's template text, in catalog order."""
     texts = item_texts(items, config.template)
@@ -193,7 +405,7 @@ def user_vectors_from_history(
 
 
 def user_vectors_from_context(
-    model: SentenceTransformer,
+    model: TextEncoder,
     items: pl.DataFrame,
     histories: Histories,
     encoder_config: EncoderConfig,
