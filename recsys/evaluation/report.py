@@ -87,12 +87,23 @@ def slice_table(results: Results, metric: str = "ndcg@10", title: str | None = N
     return _table(title or f"{metric} by slice", "model", rows, [headers[name] for name in slice_names])
 
 
-def write_report(results: Results, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
-    """Write ``{"meta": ..., "results": ...}`` as JSON (atomically)."""
+def write_report(
+    results: Results,
+    path: str | Path,
+    meta: Mapping[str, Any] | None = None,
+    fairness: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``{"meta": ..., "results": ...}`` (and the exposure analysis, ``"fairness"``) as JSON.
+
+    The fairness section sits beside ``results``, not inside it: ``results`` stays models x slices x
+    scalar metrics, which the tables, the manifest and the report read as such.
+    """
     path = Path(path)
-    payload = {
+    payload: dict[str, Any] = {
         "meta": dict(meta or {}),
         "results": {m: {s: dict(v) for s, v in r.items()} for m, r in results.items()},
     }
+    if fairness is not None:
+        payload["fairness"] = dict(fairness)
     atomic_write_json(path, payload)
     return path
