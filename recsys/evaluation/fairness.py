@@ -279,3 +279,48 @@ def fairness_summary(section: dict[str, Any]) -> dict[str, dict[str, float]]:
         model: {key: float(values[key]) for key in SUMMARY_KEYS}
         for model, values in section.get("models", {}).items()
     }
+
+
+REFERENCES = {"catalog": "catalog", "training": "training events"}
+"""Reference shares of a report's fairness section and the names the report shows them under."""
+
+
+def exposure_frame(section: dict[str, Any], dimension: str) -> pl.DataFrame:
+    """model, group, share: each model's exposure by group of ``dimension``, then the references."""
+    groups = section["groups"][dimension]
+    rows = [
+        (model, label, share)
+        for model, values in section["models"].items()
+        for label, share in zip(groups["labels"], values["exposure"][dimension], strict=True)
+    ]
+    rows += [
+        (name, label, share)
+        for key, name in REFERENCES.items()
+        for label, share in zip(groups["labels"], groups[key], strict=True)
+    ]
+    return pl.DataFrame(
+        rows, schema={"model": pl.String, "group": pl.String, "share": pl.Float64}, orient="row"
+    )
+
+
+def summary_frame(section: dict[str, Any]) -> pl.DataFrame:
+    """One row per model (then the catalog and training events): Gini, long-tail share, calibration."""
+    rows = [
+        (
+            model,
+            values["gini"],
+            values["long_tail_share"],
+            values["calibration_kl"],
+            values["calibration_users"],
+        )
+        for model, values in section["models"].items()
+    ]
+    rows += [(name, None, section["long_tail"][key], None, None) for key, name in REFERENCES.items()]
+    schema = {
+        "model": pl.String,
+        "gini": pl.Float64,
+        "long_tail_share": pl.Float64,
+        "calibration_kl": pl.Float64,
+        "calibration_users": pl.Int64,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")

@@ -18,9 +18,9 @@ from rich.console import Group
 
 from recsys.catalog import Histories
 from recsys.console import console
-from recsys.evaluation.fairness import ItemGroups, fairness_report
+from recsys.evaluation.fairness import EXPOSURE_K, ItemGroups, fairness_report
 from recsys.evaluation.protocol import EvalSplit, baseline_scorer, evaluate_topk, make_split
-from recsys.evaluation.report import metrics_table, slice_table, write_report
+from recsys.evaluation.report import fairness_table, metrics_table, slice_table, write_report
 from recsys.recommend import top_k
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 Results = dict[str, dict[str, dict[str, float]]]
 Lists = dict[str, np.ndarray]
-"""Model name -> its top-k item indices per test user (the input of the exposure analysis)."""
+"""Model name -> its top-10 item indices per test user (the input of the exposure analysis)."""
 PROMOTED = "promoted:"
 """Results key prefix of the serving run re-evaluated on this run's split (what the gate compares)."""
 
@@ -43,6 +43,11 @@ def topk_matrix(frame: pl.DataFrame, user_ids: list[str], k: int, rank: str = "r
     if len(rows):
         out[rows, kept[rank].to_numpy().astype(np.int64) - 1] = kept["item_idx"].to_numpy()
     return out
+
+
+def exposed(topk: np.ndarray) -> np.ndarray:
+    """The columns the exposure analysis reads, copied: no model's full max(ks)-wide lists are kept."""
+    return np.ascontiguousarray(topk[:, :EXPOSURE_K])
 
 
 def candidate_recall(candidates: pl.DataFrame, user_ids: list[str], truths: list[np.ndarray]) -> list[float]:
@@ -85,11 +90,12 @@ def evaluate_recommender(
     users = split.histories.user_ids
     topk = np.concatenate(chunks) if chunks else np.zeros((0, k), dtype=np.int64)
     results: Results = {"recsys": evaluate_topk(topk, split, ks)}
-    lists: Lists = {"recsys": topk}
+    lists: Lists = {"recsys": exposed(topk)}
     for source in recommender.sources:
         name = f"source:{source.name}"
-        lists[name] = topk_matrix(source.candidates(split.histories, k), users, k)
-        results[name] = evaluate_topk(lists[name], split, ks)
+        source_topk = topk_matrix(source.candidates(split.histories, k), users, k)
+        results[name] = evaluate_topk(source_topk, split, ks)
+        lists[name] = exposed(source_topk)
     extra = {
         "candidates_recall": float(np.mean(recall)) if recall else 0.0,
         "candidates_per_user": candidates / max(len(users), 1),
@@ -113,8 +119,9 @@ def evaluate_baselines(
         started = time.perf_counter()
         scorer.fit(split.train, split.catalog)
         fitted = time.perf_counter()
-        lists[name], _ = top_k_items(scorer, split.histories, max(ks), exclude_seen=True)
-        results[name] = evaluate_topk(lists[name], split, ks)
+        topk, _ = top_k_items(scorer, split.histories, max(ks), exclude_seen=True)
+        results[name] = evaluate_topk(topk, split, ks)
+        lists[name] = exposed(topk)
         results[name]["all"]["fit_s"] = fitted - started
         results[name]["all"]["score_s"] = time.perf_counter() - fitted
     return results, lists
@@ -146,7 +153,7 @@ def evaluate_promoted(
         pl.Series("item_idx", to_split[ranked["item_idx"].to_numpy()].tolist(), dtype=pl.Int64)
     ).drop_nulls("item_idx")
     topk = topk_matrix(mapped, users, k)
-    return evaluate_topk(topk, split, ks), topk
+    return evaluate_topk(topk, split, ks), exposed(topk)
 
 
 def pretrained_vectors(ctx: RunContext) -> np.ndarray:
@@ -181,12 +188,17 @@ def pretrained_vectors(ctx: RunContext) -> np.ndarray:
 
 
 class EvaluationReport:
-    def __init__(self, results: Results, extra: dict[str, Any]) -> None:
+    def __init__(self, results: Results, extra: dict[str, Any], fairness: dict[str, Any]) -> None:
         self.results = results
         self.extra = extra
+        self.fairness = fairness
 
     def table(self) -> Group:
-        return Group(metrics_table(self.results, title="full ranking, test split"), slice_table(self.results))
+        return Group(
+            metrics_table(self.results, title="full ranking, test split"),
+            slice_table(self.results),
+            fairness_table(self.fairness),
+        )
 
 
 def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
@@ -229,4 +241,4 @@ def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
     (out / "summary.json").write_text(
         json.dumps({**extra, "recsys": results["recsys"]["all"]}, indent=2) + "\n"
     )
-    return EvaluationReport(results, extra)
+    return EvaluationReport(results, extra, fairness)
