@@ -159,7 +159,7 @@ def bias_gate(manifest: dict[str, Any], current: str, tolerance: float) -> tuple
         f"{'popularity bias within' if passed else 'popularity bias grew beyond'} tolerance {tolerance:g}: "
         f"Gini of exposure {new['gini']:.4f} vs promoted {old['gini']:.4f} ({gini_rise:+.4f}), "
         f"long-tail share {new['long_tail_share']:.4f} vs promoted {old['long_tail_share']:.4f} "
-        f"({-tail_drop:+.4f})"
+        f"({new['long_tail_share'] - old['long_tail_share']:+.4f})"
     )
     return passed, verdict
 
