@@ -289,6 +289,9 @@ class PipelineConfig(Section):
     """Runs the nightly DAG's prune keeps (the promoted run and its rollback target always stay)."""
     gate_tolerance: float = Field(0.02, ge=0.0, lt=1.0)
     """A new run is promoted when NDCG@10 >= promoted run's x (1 - tolerance)."""
+    bias_tolerance: float | None = Field(None, ge=0.0, le=1.0)
+    """None: off. Else a new run is refused when, on its split, the Gini of recsys's top-10 exposure
+    rises, or its long-tail share falls, by more than this (absolute) over the promoted run's."""
     schedule: str = "0 2 * * *"
     """Cron of the nightly DAG (read when Airflow parses the DAG file)."""
 

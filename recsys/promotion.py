@@ -16,6 +16,7 @@ from typing import Any
 
 from recsys import __version__
 from recsys.artifacts import RunStore, atomic_write_json
+from recsys.evaluation.fairness import fairness_summary
 from recsys.evaluation.run_eval import PROMOTED
 from recsys.run_context import EVALUATED, RunContext
 
@@ -132,6 +133,7 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
         "evaluated_ranker": evaluated_ranker["info"],
         "artifacts": artifacts_section(ctx, split, summary["time_range"]),
         "metrics": metrics,
+        "fairness": fairness_summary(report.get("fairness", {})),
         "evaluation": report["meta"],
         "timings_s": ctx.timings,
         "parent_run": ctx.store.current(),
@@ -139,8 +141,38 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
     }
 
 
-def gate(store: RunStore, run_id: str, manifest: dict[str, Any], tolerance: float) -> tuple[bool, str]:
-    """Promote when NDCG@10 >= the promoted run's x (1 - tolerance) on the same evaluation window.
+def bias_gate(manifest: dict[str, Any], current: str, tolerance: float) -> tuple[bool, str]:
+    """Refuse when recsys's top-10 exposure is more popularity-biased than the promoted run's.
+
+    Biased means the Gini of exposure rose, or the share of long-tail slots fell, by more than
+    ``tolerance`` (absolute; both lie in [0, 1]). Only the promoted run re-scored on this run's split
+    is compared: exposure figures of two different windows differ with the data, not the model.
+    """
+    fairness = manifest.get("fairness", {})
+    new, old = fairness.get("recsys"), fairness.get(f"{PROMOTED}{current}")
+    if new is None or old is None:
+        return True, "bias gate skipped: the promoted run was not re-scored on this run's split"
+    gini_rise = new["gini"] - old["gini"]
+    tail_drop = old["long_tail_share"] - new["long_tail_share"]
+    passed = gini_rise <= tolerance and tail_drop <= tolerance
+    verdict = (
+        f"{'popularity bias within' if passed else 'popularity bias grew beyond'} tolerance {tolerance:g}: "
+        f"Gini of exposure {new['gini']:.4f} vs promoted {old['gini']:.4f} ({gini_rise:+.4f}), "
+        f"long-tail share {new['long_tail_share']:.4f} vs promoted {old['long_tail_share']:.4f} "
+        f"({new['long_tail_share'] - old['long_tail_share']:+.4f})"
+    )
+    return passed, verdict
+
+
+def gate(
+    store: RunStore,
+    run_id: str,
+    manifest: dict[str, Any],
+    tolerance: float,
+    bias_tolerance: float | None = None,
+) -> tuple[bool, str]:
+    """Promote when NDCG@10 >= the promoted run's x (1 - tolerance) on the same evaluation window
+    and, with ``bias_tolerance`` set, popularity bias has not grown beyond it (:func:`bias_gate`).
 
     The evaluation stage re-scores the promoted run on this run's split (``promoted:<id>``), so
     a night with new data still compares both models on one window; without that row (a re-run
@@ -166,7 +198,10 @@ def gate(store: RunStore, run_id: str, manifest: dict[str, Any], tolerance: floa
     verdict = (
         f"{rerun}NDCG@10 {new_ndcg:.4f} vs promoted {current} {old_ndcg:.4f} (floor {floor:.4f}, {window})"
     )
-    return new_ndcg >= floor, verdict
+    if bias_tolerance is None:
+        return new_ndcg >= floor, verdict
+    fair, bias = bias_gate(manifest, current, bias_tolerance)
+    return new_ndcg >= floor and fair, f"{verdict}; {bias}"
 
 
 def publish(ctx: RunContext) -> tuple[Path, bool, str]:
@@ -179,7 +214,8 @@ def publish(ctx: RunContext) -> tuple[Path, bool, str]:
     manifest = build_manifest(ctx)
     # One registry lock from the gate's verdict to the promotion: no other run's promote lands between.
     with store.registry_lock():
-        promote, reason = gate(store, ctx.run_id, manifest, ctx.config.pipeline.gate_tolerance)
+        pipeline = ctx.config.pipeline
+        promote, reason = gate(store, ctx.run_id, manifest, pipeline.gate_tolerance, pipeline.bias_tolerance)
         if not promote and store.current() == ctx.run_id:
             staged = store.staging_dir(ctx.run_id)
             atomic_write_json(

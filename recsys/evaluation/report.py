@@ -87,12 +87,39 @@ def slice_table(results: Results, metric: str = "ndcg@10", title: str | None = N
     return _table(title or f"{metric} by slice", "model", rows, [headers[name] for name in slice_names])
 
 
-def write_report(results: Results, path: str | Path, meta: Mapping[str, Any] | None = None) -> Path:
-    """Write ``{"meta": ..., "results": ...}`` as JSON (atomically)."""
+def fairness_table(section: Mapping[str, Any], title: str | None = None) -> Table:
+    """Models as rows: Gini of exposure, long-tail share and calibration of their top-k lists."""
+    rows = {
+        model: {key: values[key] for key in ("gini", "long_tail_share", "calibration_kl")}
+        for model, values in section["models"].items()
+    }
+    table = Table(title=title or f"who gets exposure (top {section['k']})", header_style="bold")
+    table.add_column("model", style="cyan")
+    for column in ("gini", "long_tail_share", "calibration_kl"):
+        table.add_column(column, justify="right")
+    for model, values in rows.items():
+        table.add_row(model, *(f"{value:.4f}" for value in values.values()))
+    table.add_row("catalog", "-", f"{section['long_tail']['catalog']:.4f}", "-", style="dim")
+    return table
+
+
+def write_report(
+    results: Results,
+    path: str | Path,
+    meta: Mapping[str, Any] | None = None,
+    fairness: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``{"meta": ..., "results": ...}`` (and the exposure analysis, ``"fairness"``) as JSON.
+
+    The fairness section sits beside ``results``, not inside it: ``results`` stays models x slices x
+    scalar metrics, which the tables, the manifest and the report read as such.
+    """
     path = Path(path)
-    payload = {
+    payload: dict[str, Any] = {
         "meta": dict(meta or {}),
         "results": {m: {s: dict(v) for s, v in r.items()} for m, r in results.items()},
     }
+    if fairness is not None:
+        payload["fairness"] = dict(fairness)
     atomic_write_json(path, payload)
     return path

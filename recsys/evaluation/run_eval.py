@@ -7,6 +7,8 @@ metric code (:func:`evaluate_topk`), full ranking over the catalog minus seen it
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +18,9 @@ from rich.console import Group
 
 from recsys.catalog import Histories
 from recsys.console import console
-from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
-from recsys.evaluation.report import metrics_table, slice_table, write_report
+from recsys.evaluation.fairness import EXPOSURE_K, ItemGroups, fairness_report
+from recsys.evaluation.protocol import EvalSplit, baseline_scorer, evaluate_topk, make_split
+from recsys.evaluation.report import fairness_table, metrics_table, slice_table, write_report
 from recsys.recommend import top_k
 
 if TYPE_CHECKING:
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from recsys.run_context import RunContext
 
 Results = dict[str, dict[str, dict[str, float]]]
+Lists = dict[str, np.ndarray]
+"""Model name -> its top-10 item indices per test user (the input of the exposure analysis)."""
 PROMOTED = "promoted:"
 """Results key prefix of the serving run re-evaluated on this run's split (what the gate compares)."""
 
@@ -38,6 +43,11 @@ def topk_matrix(frame: pl.DataFrame, user_ids: list[str], k: int, rank: str = "r
     if len(rows):
         out[rows, kept[rank].to_numpy().astype(np.int64) - 1] = kept["item_idx"].to_numpy()
     return out
+
+
+def exposed(topk: np.ndarray) -> np.ndarray:
+    """The columns the exposure analysis reads, copied: no model's full max(ks)-wide lists are kept."""
+    return np.ascontiguousarray(topk[:, :EXPOSURE_K])
 
 
 def candidate_recall(candidates: pl.DataFrame, user_ids: list[str], truths: list[np.ndarray]) -> list[float]:
@@ -63,35 +73,63 @@ def first_test_moments(split: EvalSplit) -> dict[str, int]:
 
 def evaluate_recommender(
     recommender: Recommender, split: EvalSplit, ks: list[int], chunk_users: int
-) -> tuple[Results, dict[str, Any]]:
-    """recsys and each of its candidate sources alone, plus the candidate union's recall.
+) -> tuple[Results, dict[str, Any], Lists]:
+    """recsys and each of its candidate sources alone, plus the candidate union's recall and the lists.
 
     Test users are scored ``chunk_users`` at a time: memory is bounded by the chunk, not the split.
     """
     as_of = first_test_moments(split)
     k = max(ks)
-    lists, recall, candidates = [], [], 0
+    chunks, recall, candidates = [], [], 0
     for start in range(0, len(split.histories), chunk_users):
         chunk = split.histories.slice(start, start + chunk_users)
         scored = recommender.scored_candidates(chunk, {user: as_of[user] for user in chunk.user_ids})
-        lists.append(topk_matrix(top_k(scored, k), chunk.user_ids, k))
+        chunks.append(topk_matrix(top_k(scored, k), chunk.user_ids, k))
         recall += candidate_recall(scored, chunk.user_ids, split.test_items[start : start + chunk_users])
         candidates += scored.height
     users = split.histories.user_ids
-    topk = np.concatenate(lists) if lists else np.zeros((0, k), dtype=np.int64)
+    topk = np.concatenate(chunks) if chunks else np.zeros((0, k), dtype=np.int64)
     results: Results = {"recsys": evaluate_topk(topk, split, ks)}
+    lists: Lists = {"recsys": exposed(topk)}
     for source in recommender.sources:
-        frame = source.candidates(split.histories, k)
-        results[f"source:{source.name}"] = evaluate_topk(topk_matrix(frame, users, k), split, ks)
-    return results, {
+        name = f"source:{source.name}"
+        source_topk = topk_matrix(source.candidates(split.histories, k), users, k)
+        results[name] = evaluate_topk(source_topk, split, ks)
+        lists[name] = exposed(source_topk)
+    extra = {
         "candidates_recall": float(np.mean(recall)) if recall else 0.0,
         "candidates_per_user": candidates / max(len(users), 1),
     }
+    return results, extra, lists
+
+
+def evaluate_baselines(
+    split: EvalSplit, names: Sequence[str], vectors: np.ndarray | None, ks: list[int], recent_days: int
+) -> tuple[Results, Lists]:
+    """Each baseline fitted on the training part, its metrics (``all`` with fit_s, score_s) and lists.
+
+    :func:`recsys.evaluation.protocol.run_baselines` with the top-k lists kept for the exposure view.
+    """
+    from recsys.retrieval.scorer_source import top_k_items
+
+    results: Results = {}
+    lists: Lists = {}
+    for name in names:
+        scorer = baseline_scorer(name, vectors, recent_days)
+        started = time.perf_counter()
+        scorer.fit(split.train, split.catalog)
+        fitted = time.perf_counter()
+        topk, _ = top_k_items(scorer, split.histories, max(ks), exclude_seen=True)
+        results[name] = evaluate_topk(topk, split, ks)
+        lists[name] = exposed(topk)
+        results[name]["all"]["fit_s"] = fitted - started
+        results[name]["all"]["score_s"] = time.perf_counter() - fitted
+    return results, lists
 
 
 def evaluate_promoted(
     ctx: RunContext, run_id: str, split: EvalSplit, ks: list[int]
-) -> dict[str, dict[str, float]]:
+) -> tuple[dict[str, dict[str, float]], np.ndarray]:
     """The promoted run ``run_id`` scored on *this* run's split, so the gate compares on one window.
 
     It answers with its own models (encoder, index, sources fitted on its own training part, which
@@ -114,7 +152,8 @@ def evaluate_promoted(
     mapped = ranked.with_columns(
         pl.Series("item_idx", to_split[ranked["item_idx"].to_numpy()].tolist(), dtype=pl.Int64)
     ).drop_nulls("item_idx")
-    return evaluate_topk(topk_matrix(mapped, users, k), split, ks)
+    topk = topk_matrix(mapped, users, k)
+    return evaluate_topk(topk, split, ks), exposed(topk)
 
 
 def pretrained_vectors(ctx: RunContext) -> np.ndarray:
@@ -149,12 +188,17 @@ def pretrained_vectors(ctx: RunContext) -> np.ndarray:
 
 
 class EvaluationReport:
-    def __init__(self, results: Results, extra: dict[str, Any]) -> None:
+    def __init__(self, results: Results, extra: dict[str, Any], fairness: dict[str, Any]) -> None:
         self.results = results
         self.extra = extra
+        self.fairness = fairness
 
     def table(self) -> Group:
-        return Group(metrics_table(self.results, title="full ranking, test split"), slice_table(self.results))
+        return Group(
+            metrics_table(self.results, title="full ranking, test split"),
+            slice_table(self.results),
+            fairness_table(self.fairness),
+        )
 
 
 def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
@@ -164,7 +208,8 @@ def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
 
     config = ctx.config
     ks = sorted(config.evaluation.ks)
-    catalog = ItemCatalog.from_items(read_items(ctx))
+    items = read_items(ctx)
+    catalog = ItemCatalog.from_items(items)
     split = make_split(
         read_events(ctx),
         catalog,
@@ -174,22 +219,26 @@ def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
         config.evaluation.max_users,
     )
     recommender = candidate_recommender(ctx, "eval", evaluated_ranker(ctx))
-    results, extra = evaluate_recommender(recommender, split, ks, config.recommend.chunk_users)
+    results, extra, lists = evaluate_recommender(recommender, split, ks, config.recommend.chunk_users)
     names = list(config.evaluation.baselines)
     vectors = pretrained_vectors(ctx) if "pretrained_text" in names else None
-    results.update(run_baselines(split, names, vectors, ks, config.retrieval.popular_days))
+    baselines, baseline_lists = evaluate_baselines(split, names, vectors, ks, config.retrieval.popular_days)
+    results.update(baselines)
+    lists.update(baseline_lists)
     current = ctx.store.current()
     if current is not None and current != ctx.run_id:
         try:
-            results[f"{PROMOTED}{current}"] = evaluate_promoted(ctx, current, split, ks)
+            key = f"{PROMOTED}{current}"
+            results[key], lists[key] = evaluate_promoted(ctx, current, split, ks)
         except Exception as error:  # e.g. a run written by an older recsys: the gate falls back
             console.print(f"[yellow]warning:[/] could not re-score promoted run {current}: {error}")
             extra["promoted_rescore_error"] = f"{current}: {error}"
     extra.update(
         {"protocol": split.protocol, "test_users": len(split.histories), "test_events": split.test.height}
     )
-    write_report(results, out / "report.json", meta=extra)
+    fairness = fairness_report(ItemGroups.build(items, catalog, split.train), lists, split.histories)
+    write_report(results, out / "report.json", meta=extra, fairness=fairness)
     (out / "summary.json").write_text(
         json.dumps({**extra, "recsys": results["recsys"]["all"]}, indent=2) + "\n"
     )
-    return EvaluationReport(results, extra)
+    return EvaluationReport(results, extra, fairness)

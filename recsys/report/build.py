@@ -122,6 +122,30 @@ def _metrics_table(metrics: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _fairness(page: _Page, section: dict[str, Any]) -> None:
+    """Who gets exposure: the evaluation's fairness section, every evaluated list set side by side."""
+    from recsys.evaluation.fairness import exposure_frame, summary_frame
+
+    k = section["k"]
+    page.section(
+        "Fairness: who gets exposure",
+        f"Top-{k} slots on the test split by item group, against each group's share of the catalog and "
+        "of the training events. Gini: concentration of exposure over all catalog items (0: equal). "
+        "Long tail: items outside the top 20% by training events (the catalog's share is 0.8). "
+        "Calibration: mean KL divergence between the categories of a user's history and of their list "
+        "(Steck 2018; 0: the list mirrors the history).",
+    )
+    page.raw(_html_table(summary_frame(section)))
+    titles = {
+        "popularity_decile": ("Exposure by popularity decile (D1: the most popular 10% of items)", "decile"),
+        "category": ("Exposure by category (the item's first category)", "category"),
+        "age": ("Exposure by item age (created_at, else first training event)", "age"),
+    }
+    for dimension, (title, axis) in titles.items():
+        if dimension in section["groups"]:
+            page.chart(figures.exposure_by_group(exposure_frame(section, dimension), title, axis))
+
+
 def build_report(inspector: RunInspector, path: Path, waterfall_users: int = 3) -> Path:
     """Compute every view of ``inspector``'s run and write the report to ``path`` (atomically)."""
     page = _Page()
@@ -189,6 +213,10 @@ def build_report(inspector: RunInspector, path: Path, waterfall_users: int = 3) 
     bias = inspector.popularity_bias()
     page.chart(figures.popularity_bias(bias))
     page.raw(_html_table(bias))
+
+    fairness = inspector.evaluation.get("fairness")
+    if fairness is not None:
+        _fairness(page, fairness)
 
     drift = inspector.drift()
     page.section(

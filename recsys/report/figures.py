@@ -50,7 +50,11 @@ MODEL_COLORS = {
     "ease": "#7f7f7f",
     "pretrained_text": "#aec7e8",
     "test truth": "#444444",
+    "catalog": "#999999",
+    "training events": "#444444",
 }
+REFERENCE_MODELS = ("catalog", "training events")
+"""Rows of an exposure frame that are reference shares, drawn as lines over the models' bars."""
 EXTRA_COLORS = ("#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5")
 
 
@@ -201,6 +205,23 @@ def popularity_bias(frame: pl.DataFrame) -> go.Figure:
             name=row["model"], x=columns, y=[row[c] for c in columns], marker=_bar_color(row["model"])
         )
     return _layout(figure, "Popularity bias of the top-10 lists (test truth: what users actually consumed)")
+
+
+def exposure_by_group(frame: pl.DataFrame, title: str, axis: str) -> go.Figure:
+    """Share of top-10 slots per item group and model; the catalog's and training's shares as lines."""
+    import plotly.graph_objects as go
+
+    groups = frame["group"].unique(maintain_order=True).to_list()
+    figure = go.Figure()
+    for model in frame["model"].unique(maintain_order=True):
+        shares = dict(frame.filter(pl.col("model") == model).select("group", "share").iter_rows())
+        values = [shares.get(group) for group in groups]
+        if model in REFERENCE_MODELS:
+            line = {"color": _color(model), "dash": "dot", "width": 2}
+            figure.add_scatter(name=model, x=groups, y=values, mode="lines+markers", line=line)
+        else:
+            figure.add_bar(name=model, x=groups, y=values, marker=_bar_color(model))
+    return _layout(figure, title, x=axis, y="share of top-10 slots")
 
 
 def drift(frame: pl.DataFrame, top: int = 15) -> go.Figure:

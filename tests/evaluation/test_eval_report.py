@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from recsys.evaluation import metrics_table, slice_table, write_report
+from recsys.evaluation.report import fairness_table
 
 RESULTS = {
     "popular": {
@@ -46,3 +47,23 @@ def test_write_report_round_trips(tmp_path: Path) -> None:
     loaded = json.loads(path.read_text())
     assert loaded["results"] == RESULTS
     assert loaded["meta"] == {"protocol": "per_user"}
+
+
+FAIRNESS = {
+    "k": 10,
+    "long_tail": {"catalog": 0.8, "training": 0.3},
+    "groups": {},
+    "models": {
+        "popular": {"gini": 0.99, "long_tail_share": 0.0, "calibration_kl": 0.85},
+        "ease": {"gini": 0.97, "long_tail_share": 0.01, "calibration_kl": 0.62},
+    },
+}
+
+
+def test_fairness_section_sits_beside_results_and_renders(tmp_path: Path) -> None:
+    path = write_report(RESULTS, tmp_path / "report.json", fairness=FAIRNESS)
+    loaded = json.loads(path.read_text())
+    assert loaded["results"] == RESULTS and loaded["fairness"] == FAIRNESS
+    text = render(fairness_table(FAIRNESS))
+    assert "who gets exposure (top 10)" in text
+    assert "0.9900" in text and "0.6200" in text and "0.8000" in text

@@ -88,6 +88,8 @@ def test_report_is_one_self_contained_file(report: Path) -> None:
         "Feature importance",
         "contribution waterfalls",
         "Coverage and popularity bias",
+        "Fairness: who gets exposure",
+        "Exposure by popularity decile",
         "Drift since training",
     ):
         assert heading in text
