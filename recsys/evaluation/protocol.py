@@ -231,15 +231,24 @@ def run_baselines(
     item_vectors: np.ndarray | None = None,
     ks: Sequence[int] = (10, 100),
     recent_days: int = 30,
+    lists: dict[str, np.ndarray] | None = None,
 ) -> dict[str, SlicedMetrics]:
-    """Fit each named baseline on ``split.train`` and evaluate it; ``all`` also holds fit_s and score_s."""
+    """Fit each named baseline on ``split.train`` and evaluate it; ``all`` also holds fit_s and score_s.
+
+    ``lists``, when given, receives each baseline's top-k item indices (for the exposure view).
+    """
+    from recsys.retrieval.scorer_source import top_k_items
+
     results: dict[str, SlicedMetrics] = {}
     for name in names:
         scorer = baseline_scorer(name, item_vectors, recent_days)
         started = time.perf_counter()
         scorer.fit(split.train, split.catalog)
         fitted = time.perf_counter()
-        metrics = evaluate_scorer(scorer, split, ks)
+        topk, _ = top_k_items(scorer, split.histories, max(ks), exclude_seen=True)
+        metrics = evaluate_topk(topk, split, ks)
+        if lists is not None:
+            lists[name] = topk
         metrics["all"]["fit_s"] = fitted - started
         metrics["all"]["score_s"] = time.perf_counter() - fitted
         results[name] = metrics

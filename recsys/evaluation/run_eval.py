@@ -7,8 +7,6 @@ metric code (:func:`evaluate_topk`), full ranking over the catalog minus seen it
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +17,7 @@ from rich.console import Group
 from recsys.catalog import Histories
 from recsys.console import console
 from recsys.evaluation.fairness import EXPOSURE_K, ItemGroups, fairness_report
-from recsys.evaluation.protocol import EvalSplit, baseline_scorer, evaluate_topk, make_split
+from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.report import fairness_table, metrics_table, slice_table, write_report
 from recsys.recommend import top_k
 
@@ -101,30 +99,6 @@ def evaluate_recommender(
         "candidates_per_user": candidates / max(len(users), 1),
     }
     return results, extra, lists
-
-
-def evaluate_baselines(
-    split: EvalSplit, names: Sequence[str], vectors: np.ndarray | None, ks: list[int], recent_days: int
-) -> tuple[Results, Lists]:
-    """Each baseline fitted on the training part, its metrics (``all`` with fit_s, score_s) and lists.
-
-    :func:`recsys.evaluation.protocol.run_baselines` with the top-k lists kept for the exposure view.
-    """
-    from recsys.retrieval.scorer_source import top_k_items
-
-    results: Results = {}
-    lists: Lists = {}
-    for name in names:
-        scorer = baseline_scorer(name, vectors, recent_days)
-        started = time.perf_counter()
-        scorer.fit(split.train, split.catalog)
-        fitted = time.perf_counter()
-        topk, _ = top_k_items(scorer, split.histories, max(ks), exclude_seen=True)
-        results[name] = evaluate_topk(topk, split, ks)
-        lists[name] = exposed(topk)
-        results[name]["all"]["fit_s"] = fitted - started
-        results[name]["all"]["score_s"] = time.perf_counter() - fitted
-    return results, lists
 
 
 def evaluate_promoted(
@@ -222,9 +196,9 @@ def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
     results, extra, lists = evaluate_recommender(recommender, split, ks, config.recommend.chunk_users)
     names = list(config.evaluation.baselines)
     vectors = pretrained_vectors(ctx) if "pretrained_text" in names else None
-    baselines, baseline_lists = evaluate_baselines(split, names, vectors, ks, config.retrieval.popular_days)
-    results.update(baselines)
-    lists.update(baseline_lists)
+    baseline_lists: dict[str, np.ndarray] = {}
+    results.update(run_baselines(split, names, vectors, ks, config.retrieval.popular_days, baseline_lists))
+    lists.update({name: exposed(topk) for name, topk in baseline_lists.items()})
     current = ctx.store.current()
     if current is not None and current != ctx.run_id:
         try:
