@@ -62,6 +62,8 @@ STAGES = (
     "evaluation",
     "recommendations",
 )
+ENCODER_CHOICE = "encoder.json"
+"""What encoded the catalog (backend, device, agreement with fp32 torch), beside its vectors."""
 SPLIT_PARTS = (
     "train",
     "test",
@@ -203,6 +205,14 @@ def encoder(ctx: RunContext, out: Path) -> None:
     else:
         shutil.copytree(out / EVALUATED / "model", out / "model")
         result["shipped"] = {"refreshed": False}
+    backend = ctx.config.embeddings.backend
+    if backend != "torch":  # the compressed CPU encoder beside each model (what embeds and answers `q`)
+        from recsys.encoder.model import load_encoder
+        from recsys.encoder.onnx_export import export_onnx
+
+        for folder in (out / EVALUATED, out):
+            model = load_encoder(str(folder / "model"), "cpu")
+            export_onnx(model, folder / "onnx", ctx.config.embeddings.max_seq_length, variants=(backend,))
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
@@ -213,15 +223,19 @@ def _encoder_models(ctx: RunContext) -> dict[str, Path]:
 
 @_stage("embeddings")
 def embeddings(ctx: RunContext, out: Path) -> None:
-    """Encode the whole catalog with the evaluated and the shipped encoder (GPU fp16 when present)."""
-    from recsys.embeddings import encode_items
+    """Encode the whole catalog with the evaluated and the shipped encoder: GPU fp16 when present, else
+    ``embeddings.backend`` (ONNX int8 by default) when it agrees with fp32 torch; the choice, and the
+    measured agreement, are recorded in ``encoder.json``."""
+    from recsys.embeddings import encode_items, item_texts, select_encoder
     from recsys.encoder.model import load_encoder
 
+    cfg = ctx.config.embeddings
     items = read_items(ctx)
+    texts = item_texts(items, cfg.template)
     for folder, model_dir in _encoder_models(ctx).items():
-        encode_items(load_encoder(str(model_dir)), items, ctx.config.embeddings).save(
-            out / folder / "items.npz"
-        )
+        choice = select_encoder(load_encoder(str(model_dir)), model_dir.parent / "onnx", cfg, texts)
+        encode_items(choice.encoder, items, cfg).save(out / folder / "items.npz")
+        (out / folder / ENCODER_CHOICE).write_text(json.dumps(choice.to_json(), indent=2) + "\n")
 
 
 @_stage("index")

@@ -56,6 +56,10 @@ def _code_version() -> str | None:
     return result.stdout.strip() or None
 
 
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _window(split: dict[str, Any], *parts: str) -> dict[str, Any]:
     """Time range and rows of the union of split parts (as the split stage summarized them)."""
     chosen = [split[part] for part in parts if split.get(part, {}).get("rows")]
@@ -107,6 +111,10 @@ def artifacts_section(ctx: RunContext, split: dict[str, Any], data_range: list[i
             "(it has not seen the label window), from the shipped encoder when serving",
         },
         "encoder": encoder,
+        "embeddings_backend": {
+            "evaluated": _read_json(ctx.path("embeddings") / EVALUATED / "encoder.json"),
+            "shipped": _read_json(ctx.path("embeddings") / "encoder.json"),
+        },
         # The safety wall-clock limit stopped fine-tuning: this run depends on the machine's speed.
         "encoder_stopped_by_time_limit": any(
             bool(part.get("stopped_by_budget")) for part in encoder.values() if isinstance(part, dict)

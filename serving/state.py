@@ -33,9 +33,8 @@ from recsys.retrieval.semantic import SemanticSource
 from serving.settings import ServingSettings
 
 if TYPE_CHECKING:
-    from sentence_transformers import SentenceTransformer
-
     from feature_store.online import OnlineStore
+    from recsys.embeddings import QueryEncoder
 
 log = logging.getLogger("recsys.serving")
 
@@ -157,10 +156,9 @@ class ServingState:
     cache: ResultCache = field(default_factory=lambda: ResultCache(0))
     loaded_at: float = field(default_factory=time.time)
     _filters: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    _encoder: SentenceTransformer | None = field(default=None, repr=False)
+    _encoder: QueryEncoder | None = field(default=None, repr=False)
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    """Held while the encoder loads and while it encodes: its tokenizer and ``max_seq_length`` are
-    changed per call, so two threads at once fail ("Already borrowed")."""
+    """Held while the query encoder loads (it is thread-safe once loaded)."""
 
     # -- histories --------------------------------------------------------------------------
     def history(self, user_id: str) -> Histories:
@@ -224,23 +222,26 @@ class ServingState:
             self._filters[expression] = mask
         return mask
 
-    def load_encoder(self) -> SentenceTransformer:
-        """The run's fine-tuned encoder, loaded on first use (seconds: callers wait for it apart from
-        the per-request deadline)."""
-        from recsys.encoder.model import load_encoder
+    def load_encoder(self) -> QueryEncoder:
+        """The run's query encoder (the compressed CPU encoder the run embedded its catalog with, when it
+        has one), loaded on first use: seconds, so callers wait for it apart from the request deadline."""
+        from recsys.embeddings import load_query_encoder
 
         with self._encoder_lock:
             if self._encoder is None:
-                self._encoder = load_encoder(self.run_dir / "encoder" / "model")
+                recorded = self.run_dir / "embeddings" / "encoder.json"
+                backend = json.loads(recorded.read_text())["backend"] if recorded.exists() else "torch"
+                # one request's query is small: one thread each, workers scale with --workers
+                config = self.config.embeddings.model_copy(update={"onnx_threads": 1})
+                encoder_dir = self.run_dir / "encoder"
+                self._encoder = load_query_encoder(
+                    encoder_dir / "model", encoder_dir / "onnx", config, backend
+                )
             return self._encoder
 
     def encode_query(self, text: str) -> np.ndarray:
-        """The run's fine-tuned encoder applied to ``text``, one thread at a time."""
-        from recsys.embeddings import encode_texts
-
-        encoder = self.load_encoder()
-        with self._encoder_lock:
-            return encode_texts(encoder, [text], self.config.embeddings, show_progress=False)
+        """``text`` as the run encodes queries: [1, dim], from a bounded cache of recent queries."""
+        return self.load_encoder().encode(text)[None, :]
 
     def close(self) -> None:
         self.store.close()

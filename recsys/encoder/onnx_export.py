@@ -125,7 +125,7 @@ def export_onnx(
             "pad_id": int(tokenizer.pad_token_id or 0),
             "pad_token": str(tokenizer.pad_token),
             "do_lower_case": bool(getattr(model[0], "do_lower_case", False)),
-            "files": {variant: FILES[variant] for variant in variants},
+            "files": {"onnx": FILES["onnx"]},  # what the check below reads; the variants follow
             "opset": OPSET,
             "quantization": "dynamic int8, MatMul weights per channel (onnxruntime quantize_dynamic)",
             "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
@@ -141,6 +141,8 @@ def export_onnx(
             quantize_int8(fp32, staged / FILES["onnx-int8"])
         if "onnx" not in variants:
             fp32.unlink()
+        meta["files"] = {variant: FILES[variant] for variant in variants}
+        (staged / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staged.rename(out_dir)

@@ -180,3 +180,12 @@ def test_load_query_encoder_follows_the_backend(model, onnx_dir: Path) -> None: 
     assert load_query_encoder(model_dir, None, config).backend == "torch"  # no export: torch
     with pytest.raises(ValueError, match="backend must be"):
         load_query_encoder(model_dir, onnx_dir, config, backend="int4")
+
+
+def test_export_of_int8_alone_keeps_only_what_it_names(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What the pipeline does with the default backend: only the int8 model travels with the run."""
+    folder = export_onnx(model, tmp_path / "onnx", SEQ, variants=("onnx-int8",))
+    assert has_variant(folder, "onnx-int8") and not has_variant(folder, "onnx")
+    assert not (folder / FILES["onnx"]).exists()
+    vectors = OnnxEncoder(folder, "onnx-int8", SEQ).encode_batch(TEXTS)
+    assert float((vectors * fp32_torch(model, TEXTS)).sum(axis=1).mean()) > 0.98
