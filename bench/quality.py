@@ -27,9 +27,7 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 import polars as pl
+from timed_cli import RECSYS, timed_cli
 
 from recsys.catalog import ItemCatalog
 from recsys.config import load_config
@@ -48,7 +47,6 @@ from recsys.evaluation.protocol import DEFAULT_TEST_SHARE, EvalSplit, evaluate_t
 from recsys.evaluation.run_eval import topk_matrix
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-RECSYS = str(Path(sys.executable).with_name("recsys"))
 K = 100
 KS = [10, 100]
 BASELINES = ["popular", "popular_recent", "itemknn", "als", "ease", "covisit", "pretrained_text"]
@@ -69,29 +67,6 @@ COLUMNS = [
 ]
 
 
-def run_cli(args: list[str], env: dict[str, str], log: Path) -> dict[str, float]:
-    """Run ``recsys ARGS`` under ``/usr/bin/time``; wall seconds and peak RSS (GiB) of the command."""
-    started = time.perf_counter()
-    with log.open("a") as handle:
-        handle.write(f"$ recsys {' '.join(args)}\n")
-        handle.flush()
-        done = subprocess.run(
-            ["/usr/bin/time", "-f", "PEAK_KB %M", RECSYS, *args],
-            env=env,
-            stdout=handle,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
-        handle.write(done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"recsys {' '.join(args)} failed ({done.returncode}); see {log}")
-    peak_kb = next(
-        (int(line.split()[1]) for line in reversed(done.stderr.splitlines()) if line.startswith("PEAK_KB")), 0
-    )
-    return {"wall_s": round(time.perf_counter() - started, 1), "peak_rss_gib": round(peak_kb / 2**20, 2)}
-
-
 def shipped_lists(
     past: Path, split: EvalSplit, variant: str, protocol: str, config: Path | None, scratch: Path
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -105,11 +80,11 @@ def shipped_lists(
     }
     common = ["--config", str(config)] if config else []
     log = scratch / f"{variant}.log"
-    run = run_cli([*common, "run", "--data", str(past), "--runs", str(runs), "--run-id", "bench"], env, log)
+    run = timed_cli([*common, "run", "--data", str(past), "--runs", str(runs), "--run-id", "bench"], env, log)
     users = scratch / "users.parquet"
     pl.DataFrame({"user_id": split.histories.user_ids}).write_parquet(users)
     recs_path = scratch / f"recs-{variant}.parquet"
-    recommend = run_cli(
+    recommend = timed_cli(
         [
             *common,
             "recommend",

@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-RECSYS = str(Path(sys.executable).with_name("recsys"))
+from timed_cli import timed_cli
+
 SHAPES = [
     (64_000, 2_000, 80_000),
     (640_000, 2_000, 800_000),
@@ -36,39 +34,18 @@ SHAPES = [
 ]
 
 
-def timed(args: list[str], log: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS GiB) of ``recsys ARGS``; raises when it fails."""
-    started = time.perf_counter()
-    with log.open("a") as handle:
-        done = subprocess.run(
-            ["/usr/bin/time", "-f", "PEAK_KB %M", RECSYS, *args],
-            stdout=handle,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
-        handle.write(done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"recsys {' '.join(args)} failed ({done.returncode}); see {log}")
-    peak = next(
-        int(line.split()[1]) for line in reversed(done.stderr.splitlines()) if line.startswith("PEAK")
-    )
-    return round(time.perf_counter() - started, 1), round(peak / 2**20, 2)
-
-
 def bench_shape(users: int, items: int, events: int, regime: str, scratch: Path) -> dict[str, Any]:
     data, runs, log = scratch / "data", scratch / "runs", scratch / "log.txt"
     demo = ["data", "demo", "--out", str(data), "--regime", regime]
-    timed([*demo, "--users", str(users), "--items", str(items), "--events", str(events)], log)
-    wall, peak = timed(["run", "--data", str(data), "--runs", str(runs), "--run-id", "scale"], log)
+    timed_cli([*demo, "--users", str(users), "--items", str(items), "--events", str(events)], log)
+    run = timed_cli(["run", "--data", str(data), "--runs", str(runs), "--run-id", "scale"], log)
     manifest = json.loads((runs / "scale" / "manifest.json").read_text())
     return {
         "users": users,
         "items": items,
         "events": events,
         "regime": regime,
-        "wall_s": wall,
-        "peak_rss_gib": peak,
+        **run,
         "stages_s": manifest["timings_s"],
     }
 
