@@ -224,6 +224,9 @@ class RetrievalConfig(Section):
 class RankingConfig(Section):
     label_share: float = Field(0.15, gt=0.0, lt=0.5)
     """Last share of training time used as the label window for the ranker."""
+    fallback: bool = True
+    """When a single candidate source ranks the validation window better than the model, rank by that
+    source instead (recorded as ranker.fallback_source); False: always the model."""
     text_features: bool = True
     """Text-similarity features (user-item cosine, similarity to recent items); False for the no-text
     ablation (with retrieval.sources lacking semantic)."""

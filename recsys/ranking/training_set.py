@@ -99,7 +99,7 @@ def train_ranker(
         )
         model.info |= {"valid_ndcg@10": chosen["valid_ndcg@10"], "early_stopping": chosen, "refit": True}
     model.info["validation"] = fallback
-    if fallback["fallback_source"] is not None:
+    if config.fallback and fallback["fallback_source"] is not None:
         model.info["fallback_source"] = fallback["fallback_source"]
     return model
 

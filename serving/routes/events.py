@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
 import polars as pl
 from fastapi import APIRouter, Request
 
-from serving.dependencies import ServingError, State, Writer, invalid, off_loop
+from serving.dependencies import ServingError, State, Writer, invalid
 from serving.metrics import Metrics
 from serving.schemas import Error, Event, EventBatch, EventsAccepted, FieldError
 from serving.settings import Limits
@@ -74,8 +74,9 @@ def build_router(limits: Limits) -> APIRouter:
                     f"{field}: {message}",
                     [FieldError(field=field, location="body", message=message)],
                 )
-        # the work pool's deadline: a store held by a writer answers 503 (retry with the same event_id)
-        applied = await off_loop(request, partial(_apply, state, events))
+        # Off the loop but without the work pool's deadline: a 503 must mean the event was not written
+        # (a write cut off by a deadline would still land), so it waits for the store's busy timeout.
+        applied = await anyio.to_thread.run_sync(_apply, state, events)
         metrics: Metrics = request.app.state.metrics
         metrics.events.inc(applied.logged)
         return EventsAccepted(

@@ -18,6 +18,8 @@ SPEC = DemoSpec(users=120, items=160, events=4000, topics=8, days=60, seed=11)
 QUICK = {
     "encoder": {"max_steps": 8, "refresh_steps": 4, "max_pairs": 200},
     "evaluation": {"baselines": ["popular"]},
+    # these tests are about the model's path (history-based scores, explanations): never a fallback source
+    "ranking": {"fallback": False},
     # co-visitation weights 1/steps summed in no fixed order break ties at the per-item top-k cut
     # differently from call to call in the offline features; with one step they are whole counts
     "features": {"covisit_max_gap": 1},

@@ -124,7 +124,8 @@ def test_delete_forgets_a_user_in_the_store_and_the_runs(client: TestClient, run
     ):
         frame = pl.read_parquet(runs_copy.runs_dir / runs_copy.run_id / name)
         assert frame.filter(pl.col("user_id") == user).is_empty(), name
-    numeric = {".safetensors", ".npy", ".npz"}  # weight arrays: a short id's bytes occur there by chance
+    # weight arrays (torch, numpy, ONNX): a short id's bytes occur there by chance
+    numeric = {".safetensors", ".npy", ".npz", ".onnx"}
     residue = [
         str(path.relative_to(runs_copy.runs_dir))
         for path in runs_copy.runs_dir.rglob("*")
