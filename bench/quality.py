@@ -171,9 +171,14 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def demo_dataset(regime: str, scratch: Path) -> Path:
+def demo_dataset(regime: str, size: str | None, scratch: Path) -> Path:
+    """A generated catalog of ``regime`` (``size``: USERS,ITEMS,EVENTS; default: the demo config's)."""
     folder = scratch / f"demo-{regime}"
-    subprocess.run([RECSYS, "data", "demo", "--out", str(folder), "--regime", regime], check=True)
+    shape: list[str] = []
+    if size:
+        users, items, events = size.split(",")
+        shape = ["--users", users, "--items", items, "--events", events]
+    subprocess.run([RECSYS, "data", "demo", "--out", str(folder), "--regime", regime, *shape], check=True)
     return folder
 
 
@@ -185,6 +190,7 @@ def main() -> None:
         "--data", type=Path, nargs="*", default=None, help="Dataset folders (default: all shared)"
     )
     parser.add_argument("--regimes", default="", help="Demo regimes to generate and bench, comma-separated")
+    parser.add_argument("--demo-size", default=None, help="USERS,ITEMS,EVENTS of the generated catalogs")
     parser.add_argument("--protocol", choices=["per_user", "global", "both"], default="both")
     parser.add_argument("--variants", default="fine_tuned", help=f"Comma-separated of {list(VARIANTS)}")
     parser.add_argument(
@@ -198,8 +204,10 @@ def main() -> None:
     summaries: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="recsys-quality-") as tmp:
         scratch = Path(tmp)
-        datasets = args.data if args.data is not None else sorted(p for p in DATASETS.iterdir() if p.is_dir())
-        datasets += [demo_dataset(regime, scratch) for regime in args.regimes.split(",") if regime]
+        shared = sorted(p for p in DATASETS.iterdir() if p.is_dir())
+        datasets = args.data if args.data is not None else ([] if args.regimes else shared)
+        regimes = [regime for regime in args.regimes.split(",") if regime]
+        datasets += [demo_dataset(regime, args.demo_size, scratch) for regime in regimes]
         for data in datasets:
             for protocol in protocols:
                 summaries.append(
