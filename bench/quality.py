@@ -80,7 +80,7 @@ def shipped_lists(
     }
     common = ["--config", str(config)] if config else []
     log = scratch / f"{variant}.log"
-    run = timed_cli([*common, "run", "--data", str(past), "--runs", str(runs), "--run-id", "bench"], env, log)
+    run = timed_cli([*common, "run", "--data", str(past), "--runs", str(runs), "--run-id", "bench"], log, env)
     users = scratch / "users.parquet"
     pl.DataFrame({"user_id": split.histories.user_ids}).write_parquet(users)
     recs_path = scratch / f"recs-{variant}.parquet"
@@ -97,8 +97,8 @@ def shipped_lists(
             "--runs",
             str(runs),
         ],
-        env,
         log,
+        env,
     )
     recs = split.catalog.with_index(pl.read_parquet(recs_path))
     manifest = json.loads((runs / "bench" / "manifest.json").read_text())
