@@ -251,7 +251,8 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 
 
 def load_state(settings: ServingSettings, config: Config) -> ServingState:
-    """The promoted run of the runs folder, loaded whole (pushed to the online store first if needed)."""
+    """The promoted run of the runs folder, loaded whole and verified, then pushed to the online store
+    if it is not there yet: a run that fails to load leaves serving and the store as they were."""
     import torch
 
     from feature_store.online import open_online_store
@@ -260,17 +261,15 @@ def load_state(settings: ServingSettings, config: Config) -> ServingState:
     runs_dir = settings.runs(config)
     run_dir = RunStore(runs_dir).current_dir()
     run_config = serving_config(run_dir, config)
-    ensure_published(run_dir, run_config)
     items = pl.read_parquet(run_dir / "data" / "items.parquet")
+    recommender = load_recommender(run_dir)  # every model of the run, before the store is touched
+    recommender.config = run_config
+    events = pl.read_parquet(run_dir / "data" / "interactions.parquet", columns=["user_id", "item_id", "ts"])
+    histories = Histories.from_interactions(events, recommender.catalog)
+    ensure_published(run_dir, run_config)
     store = open_online_store(run_config.features, runs_dir)
     try:
-        behaviour = OnlineBehaviour(store, items, run_config.features)
-        recommender = load_recommender(run_dir, behaviour)
-        recommender.config = run_config
-        events = pl.read_parquet(
-            run_dir / "data" / "interactions.parquet", columns=["user_id", "item_id", "ts"]
-        )
-        histories = Histories.from_interactions(events, recommender.catalog)
+        recommender.behaviour = OnlineBehaviour(store, items, run_config.features)
         as_of = int(store.read_meta().get("as_of", 0))
     except BaseException:
         store.close()

@@ -271,3 +271,29 @@ def test_reload_serves_the_newly_promoted_run(client: TestClient, runs_copy: Tin
     assert client.get("/readyz").json()["run_id"] == "run-next"
     answer = client.get("/v1/users/never-seen-user/recommendations").json()
     assert answer["run_id"] == "run-next" and not math.isnan(answer["items"][0]["score"])
+
+
+def test_a_run_that_fails_to_load_leaves_serving_and_the_store_as_they_were(
+    client: TestClient, runs_copy: TinyRun
+) -> None:
+    from feature_store.online import open_online_store
+    from recsys.config import load_config
+
+    store = RunStore(runs_copy.runs_dir)
+    shutil.copytree(store.run_dir(runs_copy.run_id), store.run_dir("run-broken"))
+    manifest = store.manifest("run-broken")
+    atomic_write_json(store.run_dir("run-broken") / "manifest.json", {**manifest, "run_id": "run-broken"})
+    (store.run_dir("run-broken") / "ranker" / "model.txt").write_text("not a LightGBM model\n")
+    store.promote("run-broken")
+    config = load_config(runs_copy.config_path, environ={})
+    with open_online_store(config.features, runs_copy.runs_dir) as online:
+        meta_before = online.read_meta()
+    user = "never-seen-user"
+    before = client.get(f"/v1/users/{user}/recommendations").json()
+
+    reloaded = client.post("/admin/reload", headers=AUTH)
+    assert reloaded.status_code >= 500 or reloaded.status_code == 409, reloaded.text
+    assert client.get("/readyz").json()["run_id"] == runs_copy.run_id
+    assert client.get(f"/v1/users/{user}/recommendations").json()["items"] == before["items"]
+    with open_online_store(config.features, runs_copy.runs_dir) as online:
+        assert online.read_meta() == meta_before  # nothing of the broken run was pushed
