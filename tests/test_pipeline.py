@@ -176,3 +176,23 @@ def test_batch_output_is_the_same_whatever_the_chunk_size(finished_run: RunConte
     assert rows == chunked.height == 40 * 10
     expected = stage_output.filter(pl.col("user_id").is_in(users))
     assert_frame_equal(chunked.select(expected.columns), expected, check_row_order=False)
+
+
+def test_a_run_failing_validation_names_a_quarantine_that_still_exists(tmp_path: Path) -> None:
+    from recsys.data.demo import generate_demo
+
+    items, events = generate_demo(DemoSpec(users=40, items=60, events=800, topics=4, seed=2))
+    unknown = events.head(40).with_columns(pl.lit("no-such-item").alias("item_id"))  # 5% of the rows
+    data = tmp_path / "data"
+    data.mkdir()
+    items.write_parquet(data / "items.parquet")
+    pl.concat([events.tail(events.height - 40), unknown]).write_parquet(data / "interactions.parquet")
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(
+        app, ["--config", str(CONFIG), "run", "--data", str(data), "--runs", str(runs), "--run-id", "bad"]
+    )
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    quarantine = runs / "quarantine" / "bad" / "interactions.quarantine.parquet"
+    assert quarantine.exists(), result.output
+    assert "quarantine" in result.output
+    assert pl.read_parquet(quarantine).height == 40
