@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from recsys.artifacts import RunStore
 from recsys.config import FeaturesConfig
 from recsys.console import console
 
@@ -57,3 +58,14 @@ def with_live_events(
     if live.height:
         console.print(f"  adding {live.height} live events posted to the online store")
     return pl.concat([interactions, live]), live
+
+
+def add_live_events(
+    interactions: pl.DataFrame, items: pl.DataFrame, config: FeaturesConfig, runs: RunStore
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`with_live_events` with the online store's log and the live events the promoted run kept."""
+    carried = None
+    if (current := runs.current()) is not None:
+        previous = runs.run_dir(current) / "data" / LIVE_EVENTS_FILE
+        carried = pl.read_parquet(previous) if previous.exists() else None
+    return with_live_events(interactions, items, logged_events(config, runs.root), carried)

@@ -43,7 +43,7 @@ from recsys.catalog import Histories, ItemCatalog
 from recsys.console import console
 from recsys.data import load_dataset, per_user_split
 from recsys.data.splits import global_split, time_at_share
-from recsys.live_events import LIVE_EVENTS_FILE, logged_events, with_live_events
+from recsys.live_events import LIVE_EVENTS_FILE, add_live_events
 from recsys.privacy import drop_forgotten
 from recsys.promotion import publish
 from recsys.ranking.ranker import Ranker
@@ -112,12 +112,9 @@ def validate(ctx: RunContext, out: Path) -> None:
     )
     live = dataset.interactions.clear()
     if cfg.online_events:
-        carried = None
-        if (current := ctx.store.current()) is not None:
-            previous = ctx.store.run_dir(current) / "data" / LIVE_EVENTS_FILE
-            carried = pl.read_parquet(previous) if previous.exists() else None
-        logged = logged_events(ctx.config.features, ctx.store.root)
-        interactions, live = with_live_events(dataset.interactions, dataset.items, logged, carried)
+        interactions, live = add_live_events(
+            dataset.interactions, dataset.items, ctx.config.features, ctx.store
+        )
         dataset = replace(dataset, interactions=interactions)
     # Forgotten users never come back, whatever the input still holds.
     dataset = replace(dataset, interactions=drop_forgotten(dataset.interactions, ctx.store.root))
