@@ -16,7 +16,8 @@ scored against the future with full ranking (seen items excluded), beside baseli
 same past in this process: popularity all-time and recent, ItemKNN, ALS, EASE, co-visitation and
 pretrained-text similarity. Slices: cold items (<= 3 past events) and sparse users (<= 5 past
 events). Variants (ablation of text): ``fine_tuned`` (the default recipe), ``pretrained`` (the base
-encoder, not fine-tuned), ``no_text`` (no semantic source and no text features).
+encoder, not fine-tuned), ``no_text`` (no semantic source and no text features); ``cold_text`` adds
+the text-similarity source restricted to items with <= 3 events.
 
 Writes ``quality.json`` and ``quality.md`` (the README's table) into ``--out``.
 """
@@ -53,6 +54,7 @@ BASELINES = ["popular", "popular_recent", "itemknn", "als", "ease", "covisit", "
 VARIANTS: dict[str, dict[str, str]] = {
     "fine_tuned": {},
     "pretrained": {"RECSYS_ENCODER__FINE_TUNE": "false"},
+    "cold_text": {"RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, popular, ease]"},
     "no_text": {
         "RECSYS_ENCODER__FINE_TUNE": "false",
         "RECSYS_RETRIEVAL__SOURCES": "[covisit, popular, ease]",
