@@ -31,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 TOKEN = "bench-token"
 BARE_ITEMS = [
@@ -81,14 +82,32 @@ async def _request(
     return status
 
 
+def _path(rng: random.Random, users: list[str], k: int, queries: list[str], seed: int, sent: int) -> str:
+    """A recommendations request; with ``queries``, a text query ``q`` for a user without history
+    (``queries`` of one entry ``"*unique*"``: a query never asked before, so no query cache can answer)."""
+    if not queries:
+        return f"/v1/users/{rng.choice(users)}/recommendations?k={k}"
+    text = f"{rng.choice(users)} {seed} {sent}" if queries == ["*unique*"] else rng.choice(queries)
+    return f"/v1/users/bench-visitor/recommendations?k={k}&q={quote(text)}"
+
+
 async def _client(
-    port: int, users: list[str], k: int, until: float, seed: int, latencies: list[float], failures: list[str]
+    port: int,
+    users: list[str],
+    k: int,
+    until: float,
+    seed: int,
+    latencies: list[float],
+    failures: list[str],
+    queries: list[str],
 ) -> None:
     rng = random.Random(seed)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sent = 0
     try:
         while time.perf_counter() < until:
-            path = f"/v1/users/{rng.choice(users)}/recommendations?k={k}"
+            path = _path(rng, users, k, queries, seed, sent)
+            sent += 1
             started = time.perf_counter()
             try:
                 status = await _request(reader, writer, path)
@@ -114,14 +133,22 @@ async def _reload_midway(port: int, at: float, answers: list[str]) -> None:
 
 
 async def _generate(
-    port: int, users: list[str], k: int, concurrency: int, seconds: float, reload_at: float | None
+    port: int,
+    users: list[str],
+    k: int,
+    concurrency: int,
+    seconds: float,
+    reload_at: float | None,
+    queries: list[str],
 ) -> dict[str, Any]:
     latencies: list[float] = []
     failures: list[str] = []
     reloads: list[str] = []
     started = time.perf_counter()
     until = started + seconds
-    tasks = [_client(port, users, k, until, seed, latencies, failures) for seed in range(concurrency)]
+    tasks = [
+        _client(port, users, k, until, seed, latencies, failures, queries) for seed in range(concurrency)
+    ]
     if reload_at is not None:
         tasks.append(_reload_midway(port, started + reload_at, reloads))
     await asyncio.gather(*tasks)
@@ -153,6 +180,7 @@ def generator_main() -> None:
             args["concurrency"],
             args["seconds"],
             args.get("reload_at"),
+            args.get("queries", []),
         )
     )
     print(json.dumps(result))
@@ -201,10 +229,17 @@ def _start(target: str, port: int, workers: int, env: dict[str, str]) -> subproc
 
 
 def _load(
-    port: int, users: list[str], k: int, concurrency: int, seconds: float, reload_at: float | None = None
+    port: int,
+    users: list[str],
+    k: int,
+    concurrency: int,
+    seconds: float,
+    reload_at: float | None = None,
+    queries: list[str] | None = None,
 ) -> dict[str, Any]:
     spec = json.dumps(
         {
+            "queries": queries or [],
             "port": port,
             "users": users,
             "k": k,
@@ -253,6 +288,12 @@ def main() -> None:
         default=0,
         help="Answer cache per worker (RECSYS_CACHE_SIZE); 0 (default): every request is ranked afresh.",
     )
+    parser.add_argument(
+        "--queries",
+        action="store_true",
+        help="Text queries (q) instead: each never asked before (the query cache cannot help), then 16 "
+        "catalog titles asked again and again (answered from it); rate limit lifted for the bench.",
+    )
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:  # the load-generator process: its spec comes on stdin
@@ -298,6 +339,26 @@ def main() -> None:
         "service": [],
         "bare": [],
     }
+    if args.queries:
+        env |= {"RECSYS_QUERY_BURST": "1000000", "RECSYS_QUERY_RATE_PER_S": "1000000"}
+        titles = pl.read_parquet(run_dir / "data" / "items.parquet")["title"].drop_nulls().head(16).to_list()
+        backend = json.loads((run_dir / "embeddings" / "encoder.json").read_text())["backend"]
+        port = _free_port()
+        server = _start("serving.app:app_from_env", port, args.workers, env)
+        try:
+            _load(port, users, args.k, 8, 2.0, queries=titles)  # warm-up: the encoder loads on first use
+            for mode, queries in (("query cache cannot help", ["*unique*"]), ("repeated queries", titles)):
+                for level in levels:
+                    result = _load(port, users, args.k, level, args.seconds, queries=queries)
+                    print(
+                        f"{backend} encoder, {mode}, concurrency {level}: p50 {result['p50_ms']:.1f} "
+                        f"ms, p99 {result['p99_ms']:.1f} ms, {result['rps']:.0f} req/s, "
+                        f"{result['failed']} failed",
+                        flush=True,
+                    )
+        finally:
+            _stop(server)
+        return
     port = _free_port()
     server = _start("serving.app:app_from_env", port, args.workers, env)
     try:
