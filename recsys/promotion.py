@@ -56,7 +56,12 @@ def _code_version() -> str | None:
     return result.stdout.strip() or None
 
 
-def _read_json(path: Path) -> Any:
+def _stage_json(ctx: RunContext, stage: str, *parts: str) -> Any:
+    """A JSON file a stage wrote, or None (a stage written by an older recsys, or not run)."""
+    try:
+        path = ctx.path(stage).joinpath(*parts)
+    except FileNotFoundError:
+        return None
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -112,8 +117,8 @@ def artifacts_section(ctx: RunContext, split: dict[str, Any], data_range: list[i
         },
         "encoder": encoder,
         "embeddings_backend": {
-            "evaluated": _read_json(ctx.path("embeddings") / EVALUATED / "encoder.json"),
-            "shipped": _read_json(ctx.path("embeddings") / "encoder.json"),
+            "evaluated": _stage_json(ctx, "embeddings", EVALUATED, "encoder.json"),
+            "shipped": _stage_json(ctx, "embeddings", "encoder.json"),
         },
         # The safety wall-clock limit stopped fine-tuning: this run depends on the machine's speed.
         "encoder_stopped_by_time_limit": any(
