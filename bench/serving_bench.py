@@ -84,10 +84,12 @@ async def _request(
 
 def _path(rng: random.Random, users: list[str], k: int, queries: list[str], seed: int, sent: int) -> str:
     """A recommendations request; with ``queries``, a text query ``q`` for a user without history
-    (``queries`` of one entry ``"*unique*"``: a query never asked before, so no query cache can answer)."""
+    (``queries`` starting with ``"*unique*"``: one of the others made unique, a query never asked
+    before, so no query cache can answer)."""
     if not queries:
         return f"/v1/users/{rng.choice(users)}/recommendations?k={k}"
-    text = f"{rng.choice(users)} {seed} {sent}" if queries == ["*unique*"] else rng.choice(queries)
+    unique = queries[0] == "*unique*"
+    text = f"{rng.choice(queries[1:])} {seed}-{sent}" if unique else rng.choice(queries)
     return f"/v1/users/bench-visitor/recommendations?k={k}&q={quote(text)}"
 
 
@@ -291,8 +293,8 @@ def main() -> None:
     parser.add_argument(
         "--queries",
         action="store_true",
-        help="Text queries (q) instead: each never asked before (the query cache cannot help), then 16 "
-        "catalog titles asked again and again (answered from it); rate limit lifted for the bench.",
+        help="Text queries (q) instead: catalog titles made unique (the query cache cannot help), then 16 "
+        "titles asked again and again (answered from it); rate limit lifted for the bench.",
     )
     parser.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -347,7 +349,8 @@ def main() -> None:
         server = _start("serving.app:app_from_env", port, args.workers, env)
         try:
             _load(port, users, args.k, 8, 2.0, queries=titles)  # warm-up: the encoder loads on first use
-            for mode, queries in (("query cache cannot help", ["*unique*"]), ("repeated queries", titles)):
+            modes = (("query cache cannot help", ["*unique*", *titles]), ("repeated queries", titles))
+            for mode, queries in modes:
                 for level in levels:
                     result = _load(port, users, args.k, level, args.seconds, queries=queries)
                     print(
