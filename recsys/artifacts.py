@@ -199,18 +199,13 @@ class RunStore:
     def registry_lock(self, timeout: float = REGISTRY_LOCK_TIMEOUT_S) -> Iterator[None]:
         """Hold the lock of everything that changes the registry or moves runs (reentrant per thread)."""
         path = self._lock_file("registry.lock")
-        lock = FileLock(path, is_singleton=True)  # one instance per file: nested use in a thread re-enters
-        try:
-            lock.acquire(timeout=timeout)
-        except Timeout as error:
-            raise RunBusyError(
-                f"{self.root}: the registry is locked by another process for more than {timeout:.0f}s "
-                f"({path}); is a `recsys run` or `recsys runs` command stuck?"
-            ) from error
-        try:
+        busy = (
+            f"{self.root}: the registry is locked by another process for more than {timeout:.0f}s "
+            f"({path}); is a `recsys run` or `recsys runs` command stuck?"
+        )
+        # one instance per file: nested use in a thread re-enters
+        with _held(FileLock(path, is_singleton=True), timeout, busy):
             yield
-        finally:
-            lock.release()
 
     @contextmanager
     def run_lock(self, run_id: str, timeout: float = 0.0) -> Iterator[None]:
@@ -221,18 +216,13 @@ class RunStore:
         holder dies, so a killed run never leaves a stale lock behind.
         """
         path = self._lock_file("runs", f"{validate_run_id(run_id)}.lock")
-        lock = FileLock(path)  # a fresh instance: a second holder in this very process is refused too
-        try:
-            lock.acquire(timeout=timeout)
-        except Timeout as error:
-            raise RunBusyError(
-                f"run {run_id} is being written by another process (lock {path}); "
-                "wait for it to finish or use another run id"
-            ) from error
-        try:
+        busy = (
+            f"run {run_id} is being written by another process (lock {path}); "
+            "wait for it to finish or use another run id"
+        )
+        # a fresh instance: a second holder in this very process is refused too
+        with _held(FileLock(path), timeout, busy):
             yield
-        finally:
-            lock.release()
 
     # -- writing ---------------------------------------------------------------
     @contextmanager
@@ -449,3 +439,16 @@ class RunStore:
                 fsync_dir(self.root)
         self._empty_trash()
         return removed
+
+
+@contextmanager
+def _held(lock: FileLock, timeout: float, busy: str) -> Iterator[None]:
+    """Hold ``lock`` for the block; :class:`RunBusyError` with ``busy`` if it is not free in time."""
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout as error:
+        raise RunBusyError(busy) from error
+    try:
+        yield
+    finally:
+        lock.release()
