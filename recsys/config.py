@@ -199,7 +199,9 @@ class IndexConfig(Section):
 
 
 class RetrievalConfig(Section):
-    sources: list[str] = Field(default_factory=lambda: ["semantic", "covisit", "popular", "ease"])
+    sources: list[str] = Field(
+        default_factory=lambda: ["semantic", "cold_text", "covisit", "popular", "ease"]
+    )
     """Candidate sources blended for the ranker: semantic, cold_text, covisit, popular, ease, als, itemknn."""
     cold_max_events: int = Field(3, ge=0)
     """cold_text searches (by text, like semantic) only items with at most this many events."""
@@ -254,6 +256,11 @@ class RankingConfig(Section):
     """LightGBM threads (about the cores you have)."""
     seed: int = 42
     """Seed of pair sampling, batching and training."""
+    cold_share: float | None = Field(None, ge=0.0, le=1.0)
+    """Share of each list kept, at its tail, for items the cold_text source may return; None: the share
+    of the label window's events that went to such items, up to cold_share_max."""
+    cold_share_max: float = Field(0.2, ge=0.0, le=1.0)
+    """Most of each list the measured cold share may take."""
 
 
 class EvaluationConfig(Section):

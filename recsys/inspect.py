@@ -323,7 +323,6 @@ class RunInspector:
         from recsys.evaluation.protocol import make_split
         from recsys.evaluation.run_eval import topk_matrix
         from recsys.ranking.training_set import snap_down
-        from recsys.recommend import top_k
 
         config = self.config
         split = make_split(
@@ -340,7 +339,7 @@ class RunInspector:
         as_of = dict(zip(users, snap_down(np.asarray([first[u] for u in users])).tolist(), strict=True))
         k = max(config.evaluation.ks)
         scored = recommender.scored_candidates(split.histories, as_of)
-        lists = {"recsys": topk_matrix(top_k(scored, k), users, k)}
+        lists = {"recsys": topk_matrix(recommender.top_k(scored, k), users, k)}
         for source in recommender.sources:
             lists[f"source:{source.name}"] = topk_matrix(source.candidates(split.histories, k), users, k)
         return split, lists

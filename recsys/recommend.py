@@ -22,6 +22,7 @@ from recsys.catalog import Histories, ItemCatalog
 from recsys.config import Config
 from recsys.embeddings import user_vectors_from_history
 from recsys.ranking.behaviour import OnlineBehaviour
+from recsys.ranking.cold_slots import slot_count, top_with_cold_slots
 from recsys.ranking.features import DAY, RECENT_FOR_SIMILARITY, BehaviouralFeatures, ranking_frame
 from recsys.ranking.ranker import Ranker
 from recsys.retrieval.base import CandidateSource
@@ -48,10 +49,17 @@ class UserCandidates:
     scores: np.ndarray
     fallback: bool
     """The user has no history: only history-free sources (popularity) could answer."""
+    cold: np.ndarray | None = None
+    """Per candidate: a cold item (see :mod:`recsys.ranking.cold_slots`); None: no places kept for them."""
+    cold_share: float = 0.0
 
     def top(self, k: int) -> np.ndarray:
-        """Positions of the ``k`` best candidates, best first (ties: smaller item index), as ``top_k``."""
-        return np.lexsort((self.item_idx, -self.scores))[:k]
+        """Positions of the ``k`` best candidates, best first (ties: smaller item index), with the
+        cold items' places at the tail, as :meth:`Recommender.top_k`."""
+        order = np.lexsort((self.item_idx, -self.scores))
+        if self.cold is None:
+            return order[:k]
+        return top_with_cold_slots(order, self.cold, k, slot_count(k, self.cold_share))
 
     def sources(self, position: int) -> list[str]:
         """The sources that retrieved the candidate at ``position``, in config order."""
@@ -117,9 +125,45 @@ class Recommender:
             user for user, items in zip(histories.user_ids, histories.items, strict=True) if not len(items)
         }
         return (
-            top_k(scored, k)
+            self.top_k(scored, k)
             .with_columns(pl.col("user_id").is_in(list(cold)).alias("fallback"))
             .select(RESULT_COLUMNS)
+        )
+
+    @cached_property
+    def cold_items(self) -> np.ndarray | None:
+        """Flags of the items the ``cold_text`` source may return; None without that source."""
+        for source in self.sources:
+            if isinstance(source, SemanticSource) and source.name == "cold_text" and source.allow is not None:
+                flags = np.zeros(len(self.catalog), dtype=bool)
+                flags[source.allow] = True
+                return flags
+        return None
+
+    @property
+    def cold_share(self) -> float:
+        """Share of each list kept for cold items: configured, or measured on the ranker's labels."""
+        if self.cold_items is None or self.ranker is None:
+            return 0.0
+        configured = self.config.ranking.cold_share
+        return float(self.ranker.info.get("cold_share", 0.0)) if configured is None else configured
+
+    def top_k(self, scored: pl.DataFrame, k: int) -> pl.DataFrame:
+        """:func:`top_k` with the cold items' places at the tail of each user's list."""
+        slots = slot_count(k, self.cold_share)
+        if self.cold_items is None or slots == 0:
+            return top_k(scored, k)
+        ordered = scored.sort(["user_id", "score", "item_idx"], descending=[False, True, False])
+        cold = self.cold_items[ordered["item_idx"].to_numpy()]
+        starts = np.flatnonzero(ordered["user_id"].is_first_distinct().to_numpy())
+        ends = np.append(starts[1:], ordered.height)
+        rows = [
+            start + top_with_cold_slots(np.arange(end - start), cold[start:end], k, slots)
+            for start, end in zip(starts, ends, strict=True)
+        ]
+        picked = np.concatenate([np.zeros(0, np.int64), *rows])
+        return ordered[picked].with_columns(
+            pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int32).alias("rank")
         )
 
     def score_user(
@@ -182,6 +226,8 @@ class Recommender:
             list(names),
             predicted,
             fallback=not len(history),
+            cold=None if self.cold_items is None else self.cold_items[union],
+            cold_share=self.cold_share,
         )
 
     def _source_candidates(

@@ -19,7 +19,6 @@ from recsys.console import console
 from recsys.evaluation.fairness import EXPOSURE_K, ItemGroups, fairness_report
 from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.report import fairness_table, metrics_table, slice_table, write_report
-from recsys.recommend import top_k
 
 if TYPE_CHECKING:
     from recsys.recommend import Recommender
@@ -82,7 +81,7 @@ def evaluate_recommender(
     for start in range(0, len(split.histories), chunk_users):
         chunk = split.histories.slice(start, start + chunk_users)
         scored = recommender.scored_candidates(chunk, {user: as_of[user] for user in chunk.user_ids})
-        chunks.append(topk_matrix(top_k(scored, k), chunk.user_ids, k))
+        chunks.append(topk_matrix(recommender.top_k(scored, k), chunk.user_ids, k))
         recall += candidate_recall(scored, chunk.user_ids, split.test_items[start : start + chunk_users])
         candidates += scored.height
     users = split.histories.user_ids
@@ -121,7 +120,7 @@ def evaluate_promoted(
     users = split.histories.user_ids
     histories = Histories.from_interactions(split.train, promoted.catalog, users)
     k = max(ks)
-    ranked = top_k(promoted.scored_candidates(histories, first_test_moments(split)), k)
+    ranked = promoted.top_k(promoted.scored_candidates(histories, first_test_moments(split)), k)
     to_split = np.asarray([split.catalog.index(item) for item in promoted.catalog.ids.tolist()], dtype=object)
     mapped = ranked.with_columns(
         pl.Series("item_idx", to_split[ranked["item_idx"].to_numpy()].tolist(), dtype=pl.Int64)

@@ -13,6 +13,7 @@ import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import RankingConfig
+from recsys.ranking.cold_slots import label_cold_share
 from recsys.ranking.ranker import Ranker, ndcg_at
 from recsys.recommend import Recommender
 
@@ -81,6 +82,8 @@ def train_ranker(
     With ``config.refit``, the model is then grown again, with the chosen number of trees, on the
     whole label window (both halves as targets of ``history``): twice the labels, and the same
     shape of task as evaluation and serving (everything after a moment is a target).
+    Records the label window's share of events on cold items (``cold_share``, see
+    :mod:`recsys.ranking.cold_slots`).
     """
 
     def rows(before: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
@@ -99,6 +102,11 @@ def train_ranker(
         )
         model.info |= {"valid_ndcg@10": chosen["valid_ndcg@10"], "early_stopping": chosen, "refit": True}
     model.info["validation"] = fallback
+    if recommender.cold_items is not None:
+        targets = pl.concat([label_train, label_valid])["item_id"]
+        target_items = recommender.catalog.indices(targets.to_list())
+        cold_share = label_cold_share(target_items, recommender.cold_items, config.cold_share_max)
+        model.info["cold_share"] = cold_share
     if config.fallback and fallback["fallback_source"] is not None:
         model.info["fallback_source"] = fallback["fallback_source"]
     return model

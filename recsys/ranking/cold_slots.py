@@ -1,0 +1,51 @@
+"""Places kept for cold items at the tail of every list.
+
+A ranker learns from interactions, and items with few interactions are rarely the ones chosen,
+so it ranks a new item below the whole head of the catalog even when its text suits the user:
+measured through the CLI, the shipped lists held fewer cold items than plain text similarity.
+So the last places of each list go to the best-scored cold candidates (items the ``cold_text``
+source may return), unless the ranker put that many there itself. How many: the share of the
+ranker's label window that went to cold items, so a catalog whose users seldom pick new items
+gives up a place or two at the bottom, and one that lives on new releases gives them their
+share. The head of the list (what NDCG@10 sees) is the ranker's whenever the share is small.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def slot_count(k: int, share: float) -> int:
+    """Places of a ``k`` list kept for cold items."""
+    return min(k, round(k * share))
+
+
+def top_with_cold_slots(order: np.ndarray, cold: np.ndarray, k: int, slots: int) -> np.ndarray:
+    """The first ``k`` of ``order`` (candidate positions, best first), with at least ``slots`` cold
+    ones when there are: the lowest-ranked warm picks give way to the best cold candidates left,
+    which take the last places in their own order.
+
+    ``cold``: one flag per candidate position.
+    """
+    top = order[:k]
+    missing = slots - int(cold[top].sum())
+    if missing <= 0:
+        return top
+    rest = order[k:]
+    extra = rest[cold[rest]][:missing]
+    if not len(extra):
+        return top
+    warm = np.flatnonzero(~cold[top])
+    dropped = warm[len(warm) - len(extra) :]
+    kept = np.delete(top, dropped)
+    return np.concatenate([kept, extra])
+
+
+def label_cold_share(target_items: np.ndarray, cold_items: np.ndarray, cap: float) -> float:
+    """Share of ``target_items`` (item indices of the label window's events) that are cold, at most ``cap``.
+
+    ``cold_items``: one flag per catalog item, as of the data before the window.
+    """
+    if not len(target_items):
+        return 0.0
+    return float(min(cap, cold_items[target_items].mean()))
