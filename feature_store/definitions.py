@@ -25,7 +25,7 @@ per push.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -117,7 +117,7 @@ class Feature:
         """The filled value as a polars expression named after the feature."""
         return self.read.polars().fill_nan(None).fill_null(self.fill).alias(self.name)
 
-    def numpy(self, columns: dict[str, np.ndarray], n: int) -> np.ndarray:
+    def numpy(self, columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
         """The filled values of ``n`` rows from float64 state columns (NaN: missing); the same bits
         as :meth:`polars`."""
         values = np.broadcast_to(np.asarray(self.read.numpy(columns), np.float64), (n,))
@@ -126,6 +126,8 @@ class Feature:
 
 @dataclass(frozen=True)
 class FeatureView:
+    """State kept per entity (``aggregations``) and the features read from it: one declaration."""
+
     name: str
     entity: Entity
     aggregations: tuple[Aggregation, ...]

@@ -1,7 +1,9 @@
 """Item features: popularity over time windows, reach, trend, freshness and mean rating.
 
 Item state changes with every event of every user, so online it is refreshed only by the
-nightly :func:`feature_store.online.push_materialized`; live events do not touch it.
+nightly :func:`feature_store.online.push_materialized`; live events do not touch it (why: see
+:mod:`feature_store.definitions`). Push-only views may use aggregations that cannot be folded
+(:class:`~feature_store.aggregations.Mean`).
 """
 
 from __future__ import annotations
