@@ -1,7 +1,12 @@
 """Behavioural features declared once, computed point-in-time for training and served online.
 
-- :mod:`feature_store.definitions`: ``Entity``, ``FeatureView``, ``FeatureSet``, ``Registry``.
-- :mod:`feature_store.repository`: ``build_registry(config)``, ``default_feature_set(config)``.
+- :mod:`feature_store.definitions`: ``Entity``, ``Feature``, ``FeatureView``, ``FeatureSet``, ``Registry``.
+- :mod:`feature_store.aggregations`: a view's state (``Count``, ``WindowCount``, ``Sum``, ``Max``,
+  ``DistinctCount``, ``DecayedSum``, ...), each computed by polars offline and folded by a live event.
+- :mod:`feature_store.read_out`: a feature's read-out (``col``, numbers, operators,
+  ``days_between``), evaluated by polars offline and by numpy online, with the same bits.
+- :mod:`feature_store.repository`: ``views(config)`` (the list of views), ``build_registry(config)``,
+  ``default_feature_set(config)``.
 - :mod:`feature_store.offline`: ``materialize``, ``training_frame``,
   ``write_materialized``, ``read_materialized``.
 - :mod:`feature_store.online`: ``open_online_store`` (SQLite | Redis), ``push_materialized``,

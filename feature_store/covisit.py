@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 
 from feature_store.definitions import ITEM_ID, TS, USER_ID, USER_ITEM, Feature, FeatureView
+from feature_store.read_out import col
 from recsys.config import FeaturesConfig
 
 OTHER_ITEM_ID = "other_item_id"
@@ -102,7 +103,7 @@ def covisit_view() -> FeatureView:
         features=(
             Feature(
                 "covisit_score",
-                pl.col("covisit_weight_sum"),
+                col("covisit_weight_sum"),
                 0.0,
                 "co-visitation weight between the candidate and the user's recent items",
             ),

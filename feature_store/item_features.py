@@ -1,25 +1,16 @@
 """Item features: popularity over time windows, reach, trend, freshness and mean rating.
 
 Item state changes with every event of every user, so online it is refreshed only by the
-nightly :func:`feature_store.online.push_materialized`; live events do not touch it.
+nightly :func:`feature_store.online.push_materialized`; live events do not touch it (why: see
+:mod:`feature_store.definitions`). Push-only views may use aggregations that cannot be folded
+(:class:`~feature_store.aggregations.Mean`).
 """
 
 from __future__ import annotations
 
-import polars as pl
-
-from feature_store.definitions import (
-    AGE,
-    DAY,
-    ITEM,
-    NEVER_DAYS,
-    NOW,
-    TS,
-    USER_ID,
-    Feature,
-    FeatureView,
-    days_between,
-)
+from feature_store.aggregations import Count, DistinctCount, ListFirst, Max, Mean, Min, WindowCount
+from feature_store.definitions import ITEM, NEVER_DAYS, NOW, TS, USER_ID, Feature, FeatureView
+from feature_store.read_out import col, days_between
 from recsys.config import FeaturesConfig
 
 
@@ -35,7 +26,7 @@ def item_meta_view() -> FeatureView:
         name="item_meta",
         entity=ITEM,
         source="items",
-        aggregations=(pl.col("categories").list.first().first().alias("item_category"),),
+        aggregations=(ListFirst("item_category", "categories"),),
         features=(),
         description="catalog metadata used as join keys",
     )
@@ -47,7 +38,7 @@ def item_view(config: FeaturesConfig) -> FeatureView:
     count = [
         Feature(
             f"item_events_{days}d",
-            pl.col(f"item_n_{days}d"),
+            col(f"item_n_{days}d"),
             0.0,
             f"interactions with the item in the last {days} days",
         )
@@ -56,23 +47,22 @@ def item_view(config: FeaturesConfig) -> FeatureView:
     return FeatureView(
         name="item",
         entity=ITEM,
-        windows_days=windows,
         aggregations=(
-            *((pl.col(AGE) <= days * DAY).sum().alias(f"item_n_{days}d") for days in windows),
-            pl.len().alias("item_n_all"),
-            pl.col(USER_ID).n_unique().alias("item_n_users"),
-            pl.col(TS).min().alias("item_first_ts"),
-            pl.col(TS).max().alias("item_last_ts"),
-            pl.col("rating").mean().alias("item_rating_mean"),
-            pl.col("weight").mean().alias("item_weight_mean"),
+            *(WindowCount(f"item_n_{days}d", days) for days in windows),
+            Count("item_n_all"),
+            DistinctCount("item_n_users", USER_ID),
+            Min("item_first_ts", TS),
+            Max("item_last_ts", TS),
+            Mean("item_rating_mean", "rating"),
+            Mean("item_weight_mean", "weight"),
         ),
         features=(
             *count,
-            Feature("item_events_all", pl.col("item_n_all"), 0.0, "interactions with the item, all time"),
-            Feature("item_unique_users", pl.col("item_n_users"), 0.0, "distinct users who interacted"),
+            Feature("item_events_all", col("item_n_all"), 0.0, "interactions with the item, all time"),
+            Feature("item_unique_users", col("item_n_users"), 0.0, "distinct users who interacted"),
             Feature(
                 "item_trend",
-                (pl.col(f"item_n_{short}d") * (1.0 / short)) / (pl.col(f"item_n_{long}d") * (1.0 / long)),
+                (col(f"item_n_{short}d") * (1.0 / short)) / (col(f"item_n_{long}d") * (1.0 / long)),
                 1.0,
                 f"{short}-day rate over {long}-day rate (>1 rising); 1 when the item had no recent events",
             ),
@@ -88,8 +78,8 @@ def item_view(config: FeaturesConfig) -> FeatureView:
                 NEVER_DAYS,
                 "days since the item's latest interaction",
             ),
-            Feature("item_mean_rating", pl.col("item_rating_mean"), 0.0, "mean rating received; 0 if none"),
-            Feature("item_mean_weight", pl.col("item_weight_mean"), 0.0, "mean event weight; 0 if no events"),
+            Feature("item_mean_rating", col("item_rating_mean"), 0.0, "mean rating received; 0 if none"),
+            Feature("item_mean_weight", col("item_weight_mean"), 0.0, "mean event weight; 0 if no events"),
         ),
         description="item popularity and freshness",
     )

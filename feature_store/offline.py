@@ -27,8 +27,6 @@ from feature_store.definitions import (
     AGE,
     AS_OF,
     CATEGORY,
-    DAY,
-    DECAY,
     ITEM_ID,
     NOW,
     TS,
@@ -98,28 +96,27 @@ def _events(interactions: pl.DataFrame, items: pl.DataFrame) -> pl.LazyFrame:
     )
 
 
-def _as_of(events: pl.LazyFrame, as_of: int, config: FeaturesConfig) -> pl.LazyFrame:
-    """The events before ``as_of`` with their age and decay weight (``2 ** (-age_days / half_life_days)``)."""
-    age = pl.lit(as_of, pl.Int64) - pl.col(TS)
+def _as_of(events: pl.LazyFrame, as_of: int) -> pl.LazyFrame:
+    """The events before ``as_of`` with their age (seconds) and ``as_of``."""
     return events.filter(pl.col(TS) < as_of).with_columns(
-        age.alias(AGE),
-        (2.0 ** (age.cast(pl.Float64) * (-1.0 / DAY / config.affinity_half_life_days))).alias(DECAY),
-        pl.lit(as_of, pl.Int64).alias(AS_OF),
+        (pl.lit(as_of, pl.Int64) - pl.col(TS)).alias(AGE), pl.lit(as_of, pl.Int64).alias(AS_OF)
     )
 
 
 def view_state(view: FeatureView, events: pl.LazyFrame, items: pl.LazyFrame) -> pl.LazyFrame:
-    """The view's state: its aggregations over the past events (or the catalog) grouped by entity keys."""
+    """The view's state: its aggregations over the past events (or the catalog) grouped by entity
+    keys; rows with a null key (an event whose item has no category) take no part."""
     source = items if view.source == "items" else events
-    if view.where is not None:
-        source = source.filter(view.where)
-    return source.group_by(*view.entity.keys).agg(*view.aggregations)
+    source = source.filter(*(pl.col(key).is_not_null() for key in view.entity.keys))
+    return source.group_by(*view.entity.keys).agg(
+        expr for aggregation in view.aggregations for expr in aggregation.polars()
+    )
 
 
 def state_schema(view: FeatureView, config: FeaturesConfig) -> dict[str, pl.DataType]:
     """Column dtypes of a view's state (from the plan of an empty input, nothing is computed)."""
     empty_items = pl.DataFrame(schema={ITEM_ID: pl.String, "categories": pl.List(pl.String)})
-    empty_events = _as_of(_events(pl.DataFrame(schema=HISTORY_SCHEMA), empty_items.clear()), 0, config)
+    empty_events = _as_of(_events(pl.DataFrame(schema=HISTORY_SCHEMA), empty_items.clear()), 0)
     return dict(view_state(view, empty_events, empty_items.lazy()).collect_schema())
 
 
@@ -132,7 +129,7 @@ def _materialize(
     users: pl.Series | None = None,
     item_ids: pl.Series | None = None,
 ) -> dict[str, pl.DataFrame]:
-    past = _as_of(events, as_of, config)
+    past = _as_of(events, as_of)
     catalog = items.lazy()
     by_user, by_item = past, past
     if users is not None:
@@ -183,10 +180,7 @@ def assemble(
                 right_on=list(view.entity.keys),
                 how="left",
             )
-    values = [
-        feature.expr.cast(pl.Float64).fill_nan(None).fill_null(feature.fill).alias(feature.name)
-        for feature in features
-    ]
+    values = [feature.polars() for feature in features]
     return joined.sort(ORDER).select(*rows.columns, *values).collect()
 
 

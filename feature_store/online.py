@@ -24,16 +24,18 @@ reads the log back with :func:`logged_interactions`.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from feature_store.aggregations import DistinctCount
+from feature_store.columns import CATEGORY, ITEM_ID, RATING, TS, USER_ID, WEIGHT
 from feature_store.covisit import SEQUENCE_ORDER
-from feature_store.definitions import CATEGORY, DAY, ITEM_ID, TS, USER_ID, FeatureSet
+from feature_store.definitions import FeatureSet, FeatureView
 from feature_store.offline import (
     COVISIT_SCHEMA,
     COVISIT_TABLE,
@@ -242,13 +244,6 @@ class EventsApplied:
 Reader = Callable[[str, Sequence[tuple[str, ...]]], list[dict[str, Any] | None]]
 
 
-def _decay_add(total: float, ref: int, ts: int, half_life_s: float) -> tuple[float, int]:
-    """Add one event at ``ts`` to a decayed sum stored at ``ref``; the result refers to the later moment."""
-    if ts >= ref:
-        return total * math.pow(2.0, -(ts - ref) / half_life_s) + 1.0, ts
-    return total + math.pow(2.0, -(ref - ts) / half_life_s), ref
-
-
 def _logged(events: pl.DataFrame, items: pl.DataFrame) -> list[LoggedEvent]:
     """The events as the log keeps them, with the item's first category from ``items``.
 
@@ -289,80 +284,66 @@ def _logged(events: pl.DataFrame, items: pl.DataFrame) -> list[LoggedEvent]:
     return logged
 
 
+def _event_columns(event: LoggedEvent) -> dict[str, Any]:
+    """A logged event as the aggregations read it (:data:`~feature_store.columns.EVENT_COLUMNS`)."""
+    return {
+        USER_ID: event.user_id,
+        ITEM_ID: event.item_id,
+        TS: event.ts,
+        WEIGHT: event.weight,
+        RATING: event.rating,
+        CATEGORY: event.category,
+    }
+
+
 def _fold(
     events: Sequence[LoggedEvent], read: Reader, store: OnlineStore, config: FeaturesConfig
 ) -> list[Record]:
-    """The records ``events`` change, folded onto the state ``read`` returns (the store's, or a push's)."""
-    ordered = sorted(events, key=lambda event: (event.user_id, event.ts, event.item_id))
-    windows = store.registry.view("user").windows_days
-    half_life_s = config.affinity_half_life_days * DAY
-    users = list(dict.fromkeys(event.user_id for event in ordered))
-    pairs = list(dict.fromkeys((event.user_id, event.item_id) for event in ordered))
-    category_pairs = list(
-        dict.fromkeys((event.user_id, event.category) for event in ordered if event.category is not None)
-    )
-    user_state = dict(zip(users, read("user", [(user,) for user in users]), strict=True))
+    """The records ``events`` change, folded onto the state ``read`` returns (the store's, or a push's).
+
+    Generic over the registry's live views: each event moves the state of every live view at the
+    event's key by each of the view's aggregations (state the key lacked starts empty). An event
+    with a null key (no category) leaves that view alone, as offline.
+    """
+    registry = store.registry
+    live = [view for view in registry.views.values() if view.live]
+    ordered = [_event_columns(event) for event in sorted(events, key=lambda e: (e.user_id, e.ts, e.item_id))]
+    keyed: dict[str, list[tuple[str, ...] | None]] = {
+        view.name: [_key(view, event) for event in ordered] for view in live
+    }
+    states: dict[str, dict[tuple[str, ...], dict[str, Any] | None]] = {}
+    for view in live:
+        wanted = list(dict.fromkeys(key for key in keyed[view.name] if key is not None))
+        states[view.name] = dict(zip(wanted, read(view.name, wanted), strict=True))
+    companions = {
+        (view.name, aggregation.column): registry.keyed_by(view, aggregation.column).name
+        for view in live
+        for aggregation in view.aggregations
+        if isinstance(aggregation, DistinctCount)
+    }
+    users = list(dict.fromkeys(event[USER_ID] for event in ordered))
     history = dict(zip(users, read(HISTORY, [(user,) for user in users]), strict=True))
-    pair_state = dict(zip(pairs, read("user_item", pairs), strict=True))
-    category_state: dict[tuple[str, str], dict[str, Any] | None] = dict(
-        zip(category_pairs, read("user_category", category_pairs), strict=True)
-    )
     updated: dict[tuple[str, tuple[str, ...]], int] = {}
 
-    for event in ordered:
-        user_id, item_id, ts, rating, category = (
-            event.user_id,
-            event.item_id,
-            event.ts,
-            event.rating,
-            event.category,
-        )
-        user = user_state[user_id] or {
-            **{f"user_n_{days}d": 0 for days in windows},
-            USER_ID: user_id,
-            "user_n_all": 0,
-            "user_last_ts": None,
-            "user_rating_sum": 0.0,
-            "user_rating_count": 0,
-            "user_n_categories": 0,
-            "user_decay_sum": 0.0,
-            "user_decay_ref_ts": ts,
-        }
-        for days in windows:
-            user[f"user_n_{days}d"] += 1
-        user["user_n_all"] += 1
-        user["user_last_ts"] = max(ts, user["user_last_ts"] or ts)
-        if rating is not None:
-            user["user_rating_sum"] += rating
-            user["user_rating_count"] += 1
-        user["user_decay_sum"], user["user_decay_ref_ts"] = _decay_add(
-            user["user_decay_sum"], user["user_decay_ref_ts"], ts, half_life_s
-        )
-        user_state[user_id] = user
-        updated[("user", (user_id,))] = ts
+    for position, event in enumerate(ordered):
+        keys = {view.name: keyed[view.name][position] for view in live}
+        existed = {name: key is not None and states[name][key] is not None for name, key in keys.items()}
+        for view in live:
+            key = keys[view.name]
+            if key is None:
+                continue
+            state = states[view.name][key]
+            if state is None:
+                state = dict(zip(view.entity.keys, key, strict=True))
+                for aggregation in view.aggregations:
+                    state.update(aggregation.start(event))
+                states[view.name][key] = state
+            is_new = partial(_is_new, existed, companions, view.name)
+            for aggregation in view.aggregations:
+                aggregation.fold(state, event, is_new)
+            updated[(view.name, key)] = event[TS]
 
-        pair = pair_state[(user_id, item_id)] or {
-            USER_ID: user_id,
-            ITEM_ID: item_id,
-            "ui_n": 0,
-            "ui_last_ts": ts,
-        }
-        pair["ui_n"] += 1
-        pair["ui_last_ts"] = max(ts, pair["ui_last_ts"])
-        pair_state[(user_id, item_id)] = pair
-        updated[("user_item", (user_id, item_id))] = ts
-
-        if category is not None:
-            affinity = category_state[(user_id, category)]
-            if affinity is None:
-                affinity = {USER_ID: user_id, CATEGORY: category, "uc_decay_sum": 0.0, "uc_decay_ref_ts": ts}
-                user["user_n_categories"] += 1
-            affinity["uc_decay_sum"], affinity["uc_decay_ref_ts"] = _decay_add(
-                affinity["uc_decay_sum"], affinity["uc_decay_ref_ts"], ts, half_life_s
-            )
-            category_state[(user_id, category)] = affinity
-            updated[("user_category", (user_id, category))] = ts
-
+        user_id, item_id, ts = event[USER_ID], event[ITEM_ID], event[TS]
         recent = history[user_id] or {ITEM_ID: [], TS: []}
         merged = sorted([*zip(recent[TS], recent[ITEM_ID], strict=True), (ts, item_id)])[
             -config.recent_items :
@@ -370,18 +351,26 @@ def _fold(
         history[user_id] = {ITEM_ID: [item for _, item in merged], TS: [moment for moment, _ in merged]}
         updated[(HISTORY, (user_id,))] = ts
 
-    states: dict[str, Mapping[Any, dict[str, Any] | None]] = {
-        "user": {(user,): state for user, state in user_state.items()},
-        HISTORY: {(user,): state for user, state in history.items()},
-        "user_item": pair_state,
-        "user_category": category_state,
-    }
     records = []
-    for (view, key), ts in updated.items():
-        state = states[view][key]
+    for (view_name, key), ts in updated.items():
+        state = history[key[0]] if view_name == HISTORY else states[view_name][key]
         assert state is not None
-        records.append(Record(view, key, state, ts))
+        records.append(Record(view_name, key, state, ts))
     return records
+
+
+def _is_new(
+    existed: Mapping[str, bool], companions: Mapping[tuple[str, str], str], view: str, column: str
+) -> bool:
+    """Whether the event's ``column`` value is new for ``view``'s entity: the view keyed by the
+    entity's keys plus ``column`` had no state for it before the event."""
+    return not existed[companions[(view, column)]]
+
+
+def _key(view: FeatureView, event: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The key of the view's state ``event`` moves (None: a key column has no value)."""
+    key = tuple(event[column] for column in view.entity.keys)
+    return None if any(part is None for part in key) else key
 
 
 def apply_events(

@@ -6,24 +6,15 @@ counts grow at once, but an event leaves a time window only at the next nightly 
 
 from __future__ import annotations
 
-import polars as pl
-
-from feature_store.definitions import (
-    AGE,
-    AS_OF,
-    CATEGORY,
-    DAY,
-    DECAY,
-    NEVER_DAYS,
-    NOW,
-    TS,
-    USER,
-    Feature,
-    FeatureView,
-    days_between,
-    deterministic_sum,
-)
+from feature_store.aggregations import Count, CountNonNull, DecayedSum, DistinctCount, Max, Sum, WindowCount
+from feature_store.definitions import CATEGORY, NEVER_DAYS, NOW, TS, USER, Feature, FeatureView
+from feature_store.read_out import col, days_between
 from recsys.config import FeaturesConfig
+
+
+def user_decay(config: FeaturesConfig) -> DecayedSum:
+    """The user's recency-weighted event count (the denominator of category affinity)."""
+    return DecayedSum("user_decay_sum", "user_decay_ref_ts", config.affinity_half_life_days)
 
 
 def user_view(config: FeaturesConfig) -> FeatureView:
@@ -31,28 +22,26 @@ def user_view(config: FeaturesConfig) -> FeatureView:
     return FeatureView(
         name="user",
         entity=USER,
-        windows_days=windows,
         aggregations=(
-            *((pl.col(AGE) <= days * DAY).sum().alias(f"user_n_{days}d") for days in windows),
-            pl.len().alias("user_n_all"),
-            pl.col(TS).max().alias("user_last_ts"),
-            pl.col("rating").sum().alias("user_rating_sum"),
-            pl.col("rating").count().alias("user_rating_count"),
-            pl.col(CATEGORY).drop_nulls().n_unique().alias("user_n_categories"),
-            deterministic_sum(DECAY).alias("user_decay_sum"),
-            pl.col(AS_OF).first().alias("user_decay_ref_ts"),
+            *(WindowCount(f"user_n_{days}d", days) for days in windows),
+            Count("user_n_all"),
+            Max("user_last_ts", TS),
+            Sum("user_rating_sum", "rating"),
+            CountNonNull("user_rating_count", "rating"),
+            DistinctCount("user_n_categories", CATEGORY),
+            user_decay(config),
         ),
         features=(
             *(
                 Feature(
                     f"user_events_{days}d",
-                    pl.col(f"user_n_{days}d"),
+                    col(f"user_n_{days}d"),
                     0.0,
                     f"user's events in the last {days} days",
                 )
                 for days in windows
             ),
-            Feature("user_events_all", pl.col("user_n_all"), 0.0, "user's events, all time"),
+            Feature("user_events_all", col("user_n_all"), 0.0, "user's events, all time"),
             Feature(
                 "user_days_since_last",
                 days_between(NOW, "user_last_ts"),
@@ -60,11 +49,11 @@ def user_view(config: FeaturesConfig) -> FeatureView:
                 "days since the user's latest event",
             ),
             Feature(
-                "user_n_categories", pl.col("user_n_categories"), 0.0, "distinct categories the user consumed"
+                "user_n_categories", col("user_n_categories"), 0.0, "distinct categories the user consumed"
             ),
             Feature(
                 "user_mean_rating",
-                pl.col("user_rating_sum") / pl.col("user_rating_count"),
+                col("user_rating_sum") / col("user_rating_count"),
                 0.0,
                 "mean rating the user gave; 0 if none",
             ),

@@ -8,12 +8,8 @@ any later moment by one multiplication, and a live event updates it exactly.
 
 from __future__ import annotations
 
-import polars as pl
-
+from feature_store.aggregations import Count, DecayedSum, Max
 from feature_store.definitions import (
-    AS_OF,
-    CATEGORY,
-    DECAY,
     NEVER_DAYS,
     NOW,
     TS,
@@ -21,30 +17,20 @@ from feature_store.definitions import (
     USER_ITEM,
     Feature,
     FeatureView,
-    days_between,
-    deterministic_sum,
 )
+from feature_store.read_out import col, days_between
+from feature_store.user_features import user_decay
 from recsys.config import FeaturesConfig
-
-
-def decayed(sum_column: str, ref_column: str, half_life_days: float) -> pl.Expr:
-    """A decayed sum stored at ``ref_column`` moved forward to ``NOW`` (halves every ``half_life_days``)."""
-    return pl.col(sum_column) * (2.0 ** (days_between(ref_column, NOW) * (1.0 / half_life_days)))
 
 
 def user_item_view() -> FeatureView:
     return FeatureView(
         name="user_item",
         entity=USER_ITEM,
-        aggregations=(pl.len().alias("ui_n"), pl.col(TS).max().alias("ui_last_ts")),
+        aggregations=(Count("ui_n"), Max("ui_last_ts", TS)),
         features=(
-            Feature(
-                "ui_seen",
-                (pl.col("ui_n") > 0).cast(pl.Float64),
-                0.0,
-                "1 if the user interacted with the item before",
-            ),
-            Feature("ui_count", pl.col("ui_n"), 0.0, "how often the user interacted with the item"),
+            Feature("ui_seen", col("ui_n") > 0, 0.0, "1 if the user interacted with the item before"),
+            Feature("ui_count", col("ui_n"), 0.0, "how often the user interacted with the item"),
             Feature(
                 "ui_days_since",
                 days_between(NOW, "ui_last_ts"),
@@ -58,19 +44,15 @@ def user_item_view() -> FeatureView:
 
 def user_category_view(config: FeaturesConfig) -> FeatureView:
     half_life = config.affinity_half_life_days
+    in_category = DecayedSum("uc_decay_sum", "uc_decay_ref_ts", half_life)
     return FeatureView(
         name="user_category",
         entity=USER_CATEGORY,
-        where=pl.col(CATEGORY).is_not_null(),
-        aggregations=(
-            deterministic_sum(DECAY).alias("uc_decay_sum"),
-            pl.col(AS_OF).first().alias("uc_decay_ref_ts"),
-        ),
+        aggregations=(in_category,),
         features=(
             Feature(
                 "user_category_affinity",
-                decayed("uc_decay_sum", "uc_decay_ref_ts", half_life)
-                / decayed("user_decay_sum", "user_decay_ref_ts", half_life),
+                in_category.at_now() / user_decay(config).at_now(),
                 0.0,
                 f"recency-weighted share (half-life {half_life:g} days) of the user's events "
                 "in the item's category",

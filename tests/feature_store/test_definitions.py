@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import polars as pl
 import pytest
 
+from feature_store.aggregations import Aggregation, Count, DistinctCount, Mean, Sum, WindowCount
 from feature_store.definitions import (
     ITEM,
+    ITEM_ID,
     USER,
     Feature,
     FeatureDefinitionError,
@@ -14,6 +15,7 @@ from feature_store.definitions import (
     Registry,
     feature_columns,
 )
+from feature_store.read_out import col
 from feature_store.repository import DEFAULT_FEATURE_SET, build_registry, default_feature_set
 from recsys.config import FeaturesConfig
 
@@ -22,8 +24,8 @@ def view(name: str, feature: str, state: str = "n", reads: str | None = None) ->
     return FeatureView(
         name=name,
         entity=USER if name.startswith("u") else ITEM,
-        aggregations=(pl.len().alias(state),),
-        features=(Feature(feature, pl.col(reads or state), 0.0, "test"),),
+        aggregations=(Count(state),),
+        features=(Feature(feature, col(reads or state), 0.0, "test"),),
     )
 
 
@@ -60,3 +62,26 @@ def test_feature_set_versions_are_stable_and_follow_definitions() -> None:
     assert other_half_life.features == DEFAULT_FEATURE_SET.features
     assert other_half_life.version != DEFAULT_FEATURE_SET.version
     assert build_registry(config).feature_set("x", ["ui_count"]).version != DEFAULT_FEATURE_SET.version
+
+
+def test_views_live_events_update_must_fold_every_aggregation() -> None:
+    def user_view(*aggregations: Aggregation) -> FeatureView:
+        return FeatureView("u1", USER, (Count("n"), *aggregations), (Feature("a", col("n"), 0.0, "test"),))
+
+    with pytest.raises(FeatureDefinitionError, match=r"'u1' is updated by live events but Mean\("):
+        Registry([user_view(Mean("mean_rating", "rating"))])
+    with pytest.raises(FeatureDefinitionError, match=r"distinct item_id live needs a live view keyed by"):
+        Registry([user_view(DistinctCount("n_items", ITEM_ID))])
+    with pytest.raises(FeatureDefinitionError, match=r"reads unknown event columns \['price'\]"):
+        Registry([user_view(Sum("spent", "price"))])
+    items = FeatureView("i1", ITEM, (Mean("m", "rating"),), (Feature("b", col("m"), 0.0, "test"),))
+    assert not Registry([user_view(), items]).views["i1"].live  # push-only views may keep a mean
+
+
+def test_the_version_follows_the_aggregations_a_feature_reads() -> None:
+    def registry(days: int) -> Registry:
+        window = FeatureView("u1", USER, (WindowCount("n", days),), (Feature("a", col("n"), 0.0, "test"),))
+        return Registry([window])
+
+    assert registry(7).feature_set("s").version == registry(7).feature_set("s").version
+    assert registry(7).feature_set("s").version != registry(30).feature_set("s").version
