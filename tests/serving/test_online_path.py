@@ -9,13 +9,12 @@ import polars as pl
 import pytest
 from srv_helpers import TinyRun
 
-from feature_store.definitions import NOW, Feature
 from feature_store.offline import training_frame
 from feature_store.online import get_online_features, get_recommendations, open_online_store
 from recsys.assemble import load_recommender
 from recsys.catalog import Histories
 from recsys.online_publish import publish_to_online
-from recsys.ranking.behaviour import OnlineBehaviour, _sample_frame, as_values, compile_feature
+from recsys.ranking.behaviour import OnlineBehaviour
 from recsys.recommend import Recommender
 
 pytestmark = pytest.mark.slow
@@ -40,7 +39,6 @@ def test_online_behaviour_equals_the_store_and_the_offline_features(runs_copy: T
     assert [score for _, score in pushed] == pytest.approx(expected["score"].to_list())
     assert store.read_meta()["run_id"] == run_dir.name
     behaviour = OnlineBehaviour(store, recommender.items, recommender.config.features)
-    assert behaviour.polars_features == []  # every default feature has an exact numpy translation
     item_ids = recommender.items["item_id"].to_list()
     rng = np.random.default_rng(3)
     users = [*events["user_id"].unique().sort().to_list()[:6], "nobody"]
@@ -63,40 +61,6 @@ def test_online_behaviour_equals_the_store_and_the_offline_features(runs_copy: T
                 assert online[name].equals(from_store[name]), (user, name)
                 assert online[name].equals(offline[name]), (user, name)
     store.close()
-
-
-def _feature(expr: pl.Expr, fill: float = -1.0) -> Feature:
-    return Feature("f", expr, fill, "test")
-
-
-@pytest.mark.parametrize(
-    "expr",
-    [
-        pl.col("a") / pl.col("b"),
-        (pl.col("n") > 0).cast(pl.Float64),
-        (pl.col("n") * 2 - pl.col("m")) * (1.0 / 3.0),
-        pl.col("a") * (2.0 ** ((pl.col("n") - pl.col(NOW)).cast(pl.Float64) * 1e-5)),
-        pl.when((pl.col("n") > 1) | (pl.col("m") < 3)).then(pl.col("a")).otherwise(pl.col("b")),
-        pl.when((pl.col("n") >= 1) & (pl.col("m") != 3)).then(pl.col("a")).otherwise(None),
-        pl.col("a").is_null().cast(pl.Float64) + pl.col("b").is_nan().cast(pl.Float64),
-    ],
-)
-def test_numpy_read_out_equals_polars_bit_for_bit(expr: pl.Expr) -> None:
-    schema = {"a": pl.Float64(), "b": pl.Float64(), "n": pl.Int64(), "m": pl.Int32(), NOW: pl.Int64()}
-    frame = _sample_frame(schema, 2000, seed=1, now=1_700_000_000)
-    feature = _feature(expr)
-    evaluator = compile_feature(feature, schema)
-    assert evaluator is not None
-    columns = {name: as_values(frame[name]) for name in frame.columns}
-    expected = frame.select(expr.cast(pl.Float64).fill_nan(None).fill_null(feature.fill))
-    np.testing.assert_array_equal(evaluator(columns, frame.height)[0], expected.to_series().to_numpy())
-
-
-def test_expressions_without_an_exact_translation_are_left_to_polars() -> None:
-    schema = {"u": pl.UInt32(), "v": pl.UInt32(), "a": pl.Float64()}
-    assert compile_feature(_feature(pl.col("u") - pl.col("v")), schema) is None  # wraps around in polars
-    assert compile_feature(_feature(pl.col("a").log()), schema) is None
-    assert compile_feature(_feature(pl.col("a") > 0.5), schema) is None  # NaN ordering differs
 
 
 def test_score_user_equals_the_batch_path(runs_copy: TinyRun) -> None:
