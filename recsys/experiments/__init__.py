@@ -3,7 +3,7 @@ to them are logged in the online store; the report compares the arms with confid
 
 from __future__ import annotations
 
-from recsys.experiments.analysis import METRICS, ExperimentAnalysis, analyze
+from recsys.experiments.analysis import METRICS, ExperimentAnalysis, analyze, report_experiment
 from recsys.experiments.attribution import PostedEvent, attribute
 from recsys.experiments.definition import (
     BUCKETS,
@@ -30,4 +30,5 @@ __all__ = [
     "attribute",
     "bucket_of",
     "parse_arm",
+    "report_experiment",
 ]

@@ -14,13 +14,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from scipy import stats
 
 from feature_store.online_store import Exposure, Outcome
 from recsys.experiments.definition import Experiment
+from recsys.experiments.store import ExperimentStore
+
+if TYPE_CHECKING:
+    from recsys.config import FeaturesConfig
 
 METRICS = {
     "ctr": "clicks on shown items per answer (Σ clicks / Σ answers over users)",
@@ -229,6 +234,18 @@ def analyze(
         outcomes_by_id=sum(outcome.via == "id" for outcome in outcomes),
         outcomes_by_window=sum(outcome.via == "window" for outcome in outcomes),
     )
+
+
+def report_experiment(
+    features: FeaturesConfig, runs_dir: Path, name: str, **options: Any
+) -> ExperimentAnalysis:
+    """:func:`analyze` the experiment ``name`` of ``runs_dir`` from the online store's exposure log
+    (``options``: metric, alpha, min_users)."""
+    from feature_store.online import open_online_store
+
+    experiment = ExperimentStore(runs_dir).get(name)
+    with open_online_store(features, runs_dir) as store:
+        return analyze(experiment, store.exposures(name), store.outcomes(name), **options)
 
 
 def _verdict(

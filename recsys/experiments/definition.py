@@ -130,6 +130,12 @@ class Experiment:
                 return arm.name
         raise AssertionError("the last bound is BUCKETS")
 
+    def kind(self, event: str) -> Literal["click", "conversion", "other"]:
+        """What an event type counts as in this experiment's report."""
+        if event in self.click_events:
+            return "click"
+        return "conversion" if event in self.conversion_events else "other"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
