@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from recsys.artifacts import RunError, RunStore, atomic_write_json, remove_stale_temps
+from recsys.config import config_of_run
 from recsys.experiments.definition import CURRENT_RUN, Arm, Experiment, ExperimentError, validate_name
 
 EXPERIMENTS = "experiments.json"
@@ -79,12 +80,20 @@ class ExperimentStore:
                 click_events=tuple(click_events),
                 conversion_events=tuple(conversion_events),
             )
+            promoted = self.runs.current()
+            reference = self._definitions(promoted) if promoted is not None else None
             for arm in experiment.arms:
-                run_id = self.resolve(arm)
                 try:
-                    self.runs.manifest(run_id)
+                    version = self._definitions(self.resolve(arm))
                 except RunError as error:
                     raise ExperimentError(f"arm {arm.name}: {error}") from None
+                reference = reference or version
+                if version != reference:
+                    raise ExperimentError(
+                        f"arm {arm.name}: run {self.resolve(arm)} has feature definitions {version}, the "
+                        f"promoted run {reference}; every arm reads the online store the promoted run "
+                        "pushed, so arms must share its feature definitions"
+                    )
             self._write([*experiments, experiment])
         return experiment
 
@@ -102,6 +111,13 @@ class ExperimentStore:
             )
             self._write([stopped if experiment.name == name else experiment for experiment in experiments])
         return stopped
+
+    def _definitions(self, run_id: str) -> str:
+        """The version of the feature definitions the run's recorded config declares."""
+        from feature_store.repository import default_feature_set
+
+        manifest = self.runs.manifest(run_id)
+        return default_feature_set(config_of_run(manifest.get("config", {})).features).version
 
     def _write(self, experiments: list[Experiment]) -> None:
         atomic_write_json(self.path, {"experiments": [experiment.to_json() for experiment in experiments]})

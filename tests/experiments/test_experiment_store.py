@@ -11,10 +11,10 @@ from recsys.artifacts import RunStore, atomic_write_json
 from recsys.experiments import Arm, ExperimentError, ExperimentStore, parse_arm
 
 
-def make_runs(root: Path, *run_ids: str) -> RunStore:
+def make_runs(root: Path, *run_ids: str, config: dict[str, object] | None = None) -> RunStore:
     store = RunStore(root)
     for run_id in run_ids:
-        atomic_write_json(store.run_dir(run_id) / "manifest.json", {"run_id": run_id})
+        atomic_write_json(store.run_dir(run_id) / "manifest.json", {"run_id": run_id, "config": config or {}})
     return store
 
 
@@ -49,3 +49,13 @@ def test_missing_runs_and_unknown_names_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ExperimentError, match="no experiment named"):
         store.stop("nope")
     assert store.experiments() == []
+
+
+def test_arms_must_share_the_promoted_runs_feature_definitions(tmp_path: Path) -> None:
+    runs = make_runs(tmp_path, "run-a", "run-b")
+    make_runs(tmp_path, "run-windows", config={"features": {"windows_days": [1, 3]}})
+    runs.promote("run-a")
+    store = ExperimentStore(tmp_path)
+    with pytest.raises(ExperimentError, match="arm treatment: run run-windows has feature definitions"):
+        store.start("exp", [parse_arm("control=run-b:50"), parse_arm("treatment=run-windows:50")])
+    assert store.start("exp", [parse_arm("control=run-b:50"), parse_arm("treatment=@current:50")])
