@@ -9,7 +9,6 @@ import uuid
 from functools import partial
 from typing import Annotated, Any, Literal
 
-import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic_core import to_json
@@ -25,6 +24,7 @@ from serving.dependencies import (
     off_loop,
     require_admin,
 )
+from serving.exposures import ExposureWriter
 from serving.metrics import Metrics
 from serving.schemas import (
     FILTER_PATTERN,
@@ -98,8 +98,9 @@ def answer(
 
 async def expose(request: Request, state: ServingState, answers: list[tuple[str, str, str, bytes]]) -> None:
     """Log the exposures of answers given under the running experiment: ``(user, arm, recommendation
-    id, answer JSON)`` each. Logged before the answer is sent, so an event naming it finds it; a store
-    that cannot take them costs the experiment these exposures (counted), never the answer."""
+    id, answer JSON)`` each. Logged before the answer is sent (with the worker's other answers of the
+    moment: :class:`~serving.exposures.ExposureWriter`), so an event naming it finds it; a store that
+    cannot take them costs the experiment these exposures (counted), never the answer."""
     assert state.experiment is not None
     name = state.experiment.definition.name
     now = int(time.time())
@@ -116,8 +117,9 @@ async def expose(request: Request, state: ServingState, answers: list[tuple[str,
         for user, arm, rid, body in answers
     ]
     metrics: Metrics = request.app.state.metrics
+    writer: ExposureWriter = request.app.state.exposures
     try:
-        await anyio.to_thread.run_sync(state.store.log_exposures, exposures)
+        await writer.write(state.store, exposures)
     except (OnlineStoreError, sqlite3.OperationalError) as error:
         log.warning("experiment %s: %d exposures not logged (%s)", name, len(exposures), type(error).__name__)
         for exposure in exposures:
