@@ -82,10 +82,7 @@ def stop(ctx: typer.Context, name: str = typer.Argument(...), runs: Path | None 
 
 @app.command("list")
 def list_experiments(ctx: typer.Context, runs: Path | None = RunsOption) -> None:
-    """Every experiment with its status and arms."""
-    table = Table()
-    for column in ("experiment", "status", "arms", "started", "stopped"):
-        table.add_column(column, no_wrap=column != "arms")
+    """Every experiment with its status and arms (one line each: names are never cut)."""
     from recsys.experiments import ExperimentError
 
     try:
@@ -94,9 +91,10 @@ def list_experiments(ctx: typer.Context, runs: Path | None = RunsOption) -> None
         fail(str(error))
     for experiment in experiments:
         arms = ", ".join(f"{arm.name}={arm.run}:{arm.weight:g}" for arm in experiment.arms)
-        stopped = experiment.stopped_at or ""
-        table.add_row(experiment.name, experiment.status, arms, experiment.started_at, stopped)
-    out.print(table)
+        when = f"started {experiment.started_at[:19]}"
+        when += f", stopped {experiment.stopped_at[:19]}" if experiment.stopped_at else ""
+        line = f"{experiment.name}  {experiment.status}  {arms}  ({when})"
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command()
