@@ -4,7 +4,10 @@ Writers serialize through a Redis lock (``<prefix>:lock``, redis-py's token lock
 every host take turns; each write is one MULTI/EXEC (records, meta, log entries and event ids
 together). A push fills a new generation while holding the lock and switches
 ``<prefix>:generation`` to it in one MULTI, so readers see the old or the new state whole.
-The log (``<prefix>:events``) and its id set (``<prefix>:event_ids``) outlive generations.
+The log (``<prefix>:events``) and its id set (``<prefix>:event_ids``) outlive generations, and so
+does the exposure log of online experiments: ``<prefix>:exposures`` (a stream), its index by
+recommendation id (``<prefix>:exposure_ids``), each user's latest exposure per experiment
+(``<prefix>:exposure_latest``) and the attributed events (``<prefix>:outcomes``, a stream).
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any, cast
 
 from feature_store.online_store import (
     FORMAT,
+    KEY_SEPARATOR,
+    Exposure,
     LoggedEvent,
     OnlineStore,
     OnlineStoreBusy,
     OnlineStoreError,
+    Outcome,
     Row,
     chunks,
     user_key_prefix,
@@ -36,6 +43,20 @@ GLOB_SPECIAL = str.maketrans({char: "\\" + char for char in "*?[]\\"})
 
 def _text(value: float | None) -> str:
     return "" if value is None else repr(value)
+
+
+def _exposure_json(exposure: Exposure) -> str:
+    return json.dumps({**asdict(exposure), "items": list(exposure.items)}, separators=(",", ":"))
+
+
+def _index_fields(entry: Exposure | Outcome) -> dict[str, str]:
+    """What forget() and expire() select exposure-log entries by."""
+    return {"user_id": entry.user_id, "ts": str(entry.ts)}
+
+
+def _exposure(raw: str) -> Exposure:
+    fields = json.loads(raw)
+    return Exposure(**{**fields, "items": tuple(fields["items"])})
 
 
 class RedisOnlineStore(OnlineStore):
@@ -56,6 +77,10 @@ class RedisOnlineStore(OnlineStore):
         self._held = threading.local()
         self._log = f"{prefix}:events"
         self._ids = f"{prefix}:event_ids"
+        self._exposures = f"{prefix}:exposures"
+        self._exposure_ids = f"{prefix}:exposure_ids"
+        self._latest = f"{prefix}:exposure_latest"
+        self._outcomes = f"{prefix}:outcomes"
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
@@ -145,10 +170,13 @@ class RedisOnlineStore(OnlineStore):
         return cast(dict[str, str], self._client.hgetall(f"{self.prefix}:{self._generation()}:_meta"))
 
     # -- the event log -------------------------------------------------------------------------
-    def _entries(self) -> Iterator[tuple[str, dict[str, str]]]:
+    def _entries(self, stream: str | None = None) -> Iterator[tuple[str, dict[str, str]]]:
+        """The entries of ``stream`` (default: the event log), oldest first, a page at a time."""
         start = "-"
         while True:
-            page = cast(list[Any], self._client.xrange(self._log, min=start, max="+", count=self.CHUNK))
+            page = cast(
+                list[Any], self._client.xrange(stream or self._log, min=start, max="+", count=self.CHUNK)
+            )
             yield from page
             if len(page) < self.CHUNK:
                 return
@@ -209,6 +237,7 @@ class RedisOnlineStore(OnlineStore):
                     batch.zrem(f"{base}:_updated:{view}", *chunk)
             batch.execute()
             dropped = self._drop_entries(lambda fields: int(fields["ts"]) >= log_cutoff)
+            dropped += self._drop_exposures(lambda fields: int(fields["ts"]) >= log_cutoff)
         return sum(len(keys) for keys in stale.values()) + dropped
 
     def _user_names(self, user_id: str, generation: str | None = None) -> list[tuple[str, str, str]]:
@@ -249,7 +278,68 @@ class RedisOnlineStore(OnlineStore):
                     batch.zrem(updated, *chunk)
             batch.execute()
             dropped = self._drop_entries(lambda fields: fields["user_id"] != user_id)
+            dropped += self._drop_exposures(lambda fields: fields["user_id"] != user_id)
         return len(names) + dropped
+
+    # -- the exposure log ---------------------------------------------------------------------------
+    def log_exposures(self, exposures: Sequence[Exposure]) -> None:
+        with self.exclusive():  # forget() and expire() scan the log under the lock: never miss one
+            known = self.exposures_by_id([exposure.recommendation_id for exposure in exposures])
+            batch = self._client.pipeline(transaction=True)
+            for exposure in exposures:
+                if exposure.recommendation_id in known:
+                    continue
+                raw = _exposure_json(exposure)
+                known[exposure.recommendation_id] = exposure
+                batch.xadd(self._exposures, cast(Any, {"raw": raw, **_index_fields(exposure)}))
+                batch.hset(self._exposure_ids, exposure.recommendation_id, raw)
+                batch.hset(self._latest, KEY_SEPARATOR.join((exposure.experiment, exposure.user_id)), raw)
+            batch.execute()
+
+    def log_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        with self.exclusive():
+            batch = self._client.pipeline(transaction=True)
+            for outcome in outcomes:
+                raw = json.dumps(asdict(outcome), separators=(",", ":"))
+                batch.xadd(self._outcomes, cast(Any, {"raw": raw, **_index_fields(outcome)}))
+            batch.execute()
+
+    def exposures(self, experiment: str) -> list[Exposure]:
+        found = (_exposure(fields["raw"]) for _, fields in self._entries(self._exposures))
+        return [exposure for exposure in found if exposure.experiment == experiment]
+
+    def exposures_by_id(self, recommendation_ids: Sequence[str]) -> dict[str, Exposure]:
+        if not recommendation_ids:
+            return {}
+        raws = cast(list[str | None], self._client.hmget(self._exposure_ids, list(recommendation_ids)))
+        return {rid: _exposure(raw) for rid, raw in zip(recommendation_ids, raws, strict=True) if raw}
+
+    def latest_exposure(self, experiment: str, user_id: str) -> Exposure | None:
+        raw = cast(str | None, self._client.hget(self._latest, KEY_SEPARATOR.join((experiment, user_id))))
+        return None if raw is None else _exposure(raw)
+
+    def outcomes(self, experiment: str) -> list[Outcome]:
+        found = (Outcome(**json.loads(fields["raw"])) for _, fields in self._entries(self._outcomes))
+        return [outcome for outcome in found if outcome.experiment == experiment]
+
+    def _drop_exposures(self, keep: Any) -> int:
+        """Delete exposures (with their index entries) and outcomes for which ``keep(fields)`` is false;
+        a user's latest exposure goes when it does."""
+        doomed = [(entry, fields) for entry, fields in self._entries(self._exposures) if not keep(fields)]
+        lost = [(entry, fields) for entry, fields in self._entries(self._outcomes) if not keep(fields)]
+        batch = self._client.pipeline(transaction=True)
+        for chunk in chunks(doomed, self.CHUNK):
+            batch.xdel(self._exposures, *(entry for entry, _ in chunk))
+            gone = [_exposure(fields["raw"]) for _, fields in chunk]
+            batch.hdel(self._exposure_ids, *(exposure.recommendation_id for exposure in gone))
+        for chunk in chunks(lost, self.CHUNK):
+            batch.xdel(self._outcomes, *(entry for entry, _ in chunk))
+        batch.execute()
+        latest = cast(dict[str, str], self._client.hgetall(self._latest))
+        stale = [key for key, raw in latest.items() if not keep(_index_fields(_exposure(raw)))]
+        if stale:
+            self._client.hdel(self._latest, *stale)
+        return len(doomed) + len(lost)
 
     def close(self) -> None:
         self._client.close()

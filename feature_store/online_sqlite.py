@@ -19,10 +19,12 @@ from typing import Any
 
 from feature_store.online_store import (
     FORMAT,
+    Exposure,
     LoggedEvent,
     OnlineStore,
     OnlineStoreBusy,
     OnlineStoreError,
+    Outcome,
     Row,
     chunks,
     user_key_prefix,
@@ -45,8 +47,34 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 CREATE INDEX IF NOT EXISTS events_user ON events (user_id);
+CREATE TABLE IF NOT EXISTS exposures (
+    recommendation_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, arm TEXT NOT NULL,
+    run_id TEXT NOT NULL, user_id TEXT NOT NULL, ts INTEGER NOT NULL, items TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS exposures_user ON exposures (experiment, user_id, ts);
+CREATE INDEX IF NOT EXISTS exposures_ts ON exposures (ts);
+CREATE TABLE IF NOT EXISTS outcomes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, recommendation_id TEXT NOT NULL, experiment TEXT NOT NULL,
+    arm TEXT NOT NULL, user_id TEXT NOT NULL, item_id TEXT NOT NULL, event TEXT NOT NULL,
+    ts INTEGER NOT NULL, shown INTEGER NOT NULL, via TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcomes_experiment ON outcomes (experiment);
+CREATE INDEX IF NOT EXISTS outcomes_user ON outcomes (user_id);
+CREATE INDEX IF NOT EXISTS outcomes_ts ON outcomes (ts);
 """
 EVENT_COLUMNS = "event_id, user_id, item_id, ts, event, weight, rating, category"
+EXPOSURE_COLUMNS = "recommendation_id, experiment, arm, run_id, user_id, ts, items"
+OUTCOME_COLUMNS = "recommendation_id, experiment, arm, user_id, item_id, event, ts, shown, via"
+
+
+def _exposure(row: tuple[Any, ...]) -> Exposure:
+    rid, experiment, arm, run_id, user_id, ts, items = row
+    return Exposure(rid, experiment, arm, run_id, user_id, ts, tuple(json.loads(items)))
+
+
+def _outcome(row: tuple[Any, ...]) -> Outcome:
+    rid, experiment, arm, user_id, item_id, event, ts, shown, via = row
+    return Outcome(rid, experiment, arm, user_id, item_id, event, ts, bool(shown), via)
 
 
 class SQLiteOnlineStore(OnlineStore):
@@ -154,7 +182,8 @@ class SQLiteOnlineStore(OnlineStore):
                 removed += self._conn.execute(
                     "DELETE FROM records WHERE view = ? AND updated_at < ?", (view, cutoff)
                 ).rowcount
-            removed += self._conn.execute("DELETE FROM events WHERE ts < ?", (log_cutoff,)).rowcount
+            for table in ("events", "exposures", "outcomes"):
+                removed += self._conn.execute(f"DELETE FROM {table} WHERE ts < ?", (log_cutoff,)).rowcount
         return removed
 
     def forget(self, user_id: str) -> int:
@@ -167,7 +196,9 @@ class SQLiteOnlineStore(OnlineStore):
                         "DELETE FROM records WHERE view = ? AND (key = ? OR substr(key, 1, ?) = ?)",
                         (view, user_id, len(prefix), prefix),
                     ).rowcount
-                removed += self._conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+                for table in ("events", "exposures", "outcomes"):
+                    query = f"DELETE FROM {table} WHERE user_id = ?"
+                    removed += self._conn.execute(query, (user_id,)).rowcount
             if not self._depth:  # page rebalancing can leave copies of deleted cells: rewrite the file
                 self._conn.execute("VACUUM")
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -186,6 +217,56 @@ class SQLiteOnlineStore(OnlineStore):
                 if rows:
                     held[view] = [json.loads(value) for (value,) in rows]
         return held
+
+    # -- the exposure log ---------------------------------------------------------------------------
+    def log_exposures(self, exposures: Sequence[Exposure]) -> None:
+        rows = [
+            (e.recommendation_id, e.experiment, e.arm, e.run_id, e.user_id, e.ts, json.dumps(list(e.items)))
+            for e in exposures
+        ]
+        with self.exclusive():
+            self._conn.executemany(
+                f"INSERT OR IGNORE INTO exposures ({EXPOSURE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+
+    def log_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        rows = [
+            (o.recommendation_id, o.experiment, o.arm, o.user_id, o.item_id, o.event, o.ts, o.shown, o.via)
+            for o in outcomes
+        ]
+        with self.exclusive():
+            self._conn.executemany(
+                f"INSERT INTO outcomes ({OUTCOME_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+            )
+
+    def exposures(self, experiment: str) -> list[Exposure]:
+        query = f"SELECT {EXPOSURE_COLUMNS} FROM exposures WHERE experiment = ? ORDER BY rowid"
+        with self._lock:
+            return [_exposure(row) for row in self._conn.execute(query, (experiment,)).fetchall()]
+
+    def exposures_by_id(self, recommendation_ids: Sequence[str]) -> dict[str, Exposure]:
+        found: dict[str, Exposure] = {}
+        with self._lock:
+            for chunk in chunks(recommendation_ids, 900):
+                marks = ",".join("?" * len(chunk))
+                query = f"SELECT {EXPOSURE_COLUMNS} FROM exposures WHERE recommendation_id IN ({marks})"
+                for row in self._conn.execute(query, tuple(chunk)).fetchall():
+                    found[row[0]] = _exposure(row)
+        return found
+
+    def latest_exposure(self, experiment: str, user_id: str) -> Exposure | None:
+        query = (
+            f"SELECT {EXPOSURE_COLUMNS} FROM exposures WHERE experiment = ? AND user_id = ? "
+            "ORDER BY ts DESC, rowid DESC LIMIT 1"
+        )
+        with self._lock:
+            row = self._conn.execute(query, (experiment, user_id)).fetchone()
+        return None if row is None else _exposure(row)
+
+    def outcomes(self, experiment: str) -> list[Outcome]:
+        query = f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE experiment = ? ORDER BY seq"
+        with self._lock:
+            return [_outcome(row) for row in self._conn.execute(query, (experiment,)).fetchall()]
 
     def close(self) -> None:
         # Under the lock: a thread left running past its request's deadline may still be reading, and

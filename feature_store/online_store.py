@@ -3,6 +3,9 @@
 Backends (:mod:`feature_store.online_sqlite`, :mod:`feature_store.online_redis`) implement the
 storage; this class holds the contract every backend passes (validation, serialization, ttl).
 
+The exposure log (answers served under an online experiment, and the events attributed to them)
+lives beside the event log, so every worker and the experiment report see the same record.
+
 Writers serialize through the store itself (:meth:`OnlineStore.exclusive`: an SQLite write
 transaction, a Redis lock), never through a host-local file, so reads taken inside it see the
 latest state and nothing can change it before the write that follows.
@@ -66,6 +69,38 @@ class LoggedEvent:
     """The item's first category when the event was accepted (the state it moved depends on it)."""
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """One answer served under an online experiment: which arm's run answered whom, when, with what."""
+
+    recommendation_id: str
+    experiment: str
+    arm: str
+    run_id: str
+    user_id: str
+    ts: int
+    """Unix seconds (the server's clock) when the answer was sent."""
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A live event attributed to an exposure: by the recommendation id it carried, or by arriving
+    within the experiment's window after the user's latest exposure."""
+
+    recommendation_id: str
+    experiment: str
+    arm: str
+    user_id: str
+    item_id: str
+    event: str
+    ts: int
+    shown: bool
+    """The item was in the exposure's list (a click-through, not just any later event)."""
+    via: str
+    """``id`` (the event named the recommendation) or ``window`` (attributed by time)."""
+
+
 Row = tuple[str, str, str, int]
 """A serialized record: view, encoded key, JSON value, updated_at."""
 
@@ -120,7 +155,7 @@ class OnlineStore(ABC):
 
     def expire(self, now: int) -> int:
         """Drop state not refreshed (by a push or an event) within its view's ttl before ``now``,
-        and log entries (with their event ids) older than the store's ttl."""
+        and log entries (with their event ids), exposures and outcomes older than the store's ttl."""
         default_ttl = self.config.online.ttl_days
         cutoffs = {}
         for view in self.keys:
@@ -150,12 +185,37 @@ class OnlineStore(ABC):
     @abstractmethod
     def forget(self, user_id: str) -> int:
         """Remove everything held about ``user_id``: state keyed by them, their history, batch
-        recommendations and log entries. Returns the number of records and log entries removed."""
+        recommendations, log entries, exposures and outcomes. Returns the number removed."""
 
     @abstractmethod
     def held_about(self, user_id: str) -> dict[str, list[dict[str, Any]]]:
         """The stored state of every user-keyed view and table for ``user_id`` (views with none left
         out): what :meth:`forget` would remove, besides the log."""
+
+    # -- the exposure log of online experiments ---------------------------------------
+    @abstractmethod
+    def log_exposures(self, exposures: Sequence[Exposure]) -> None:
+        """Append ``exposures`` (durably, under the write lock); a recommendation id is written once."""
+
+    @abstractmethod
+    def log_outcomes(self, outcomes: Sequence[Outcome]) -> None:
+        """Append attributed events (under the write lock: call it inside the event write's block)."""
+
+    @abstractmethod
+    def exposures(self, experiment: str) -> list[Exposure]:
+        """Every logged exposure of ``experiment``, in the order they were logged."""
+
+    @abstractmethod
+    def exposures_by_id(self, recommendation_ids: Sequence[str]) -> dict[str, Exposure]:
+        """The logged exposures among ``recommendation_ids`` (unknown or expired ids left out)."""
+
+    @abstractmethod
+    def latest_exposure(self, experiment: str, user_id: str) -> Exposure | None:
+        """The user's most recent exposure in ``experiment`` (None: never exposed, or expired)."""
+
+    @abstractmethod
+    def outcomes(self, experiment: str) -> list[Outcome]:
+        """Every attributed event of ``experiment``, in the order they were logged."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from recsys import __version__
 from recsys.config import load_config
 from serving.dependencies import RateLimiter, Reader, ServingError, WorkPool
+from serving.exposures import ExposureWriter
 from serving.metrics import ASGIApp, Message, Metrics, MetricsMiddleware, Receive, Scope, Send
 from serving.routes import admin, events, health, items, recommendations, users
 from serving.schemas import Error, FieldError
@@ -219,6 +220,7 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.holder = holder
     app.state.work = WorkPool(settings.work_threads, settings.work_timeout_s)
+    app.state.exposures = ExposureWriter()
     app.state.query_limiter = RateLimiter(settings.query_rate_per_s, settings.query_burst)
     metrics.cache_bytes.set_function(lambda: holder.current.cache.nbytes if holder.current else 0)
     metrics.cache_entries.set_function(lambda: len(holder.current.cache) if holder.current else 0)

@@ -1,4 +1,5 @@
-"""Prometheus metrics of one worker: requests, latency, the run served, fallbacks, events, reloads.
+"""Prometheus metrics of one worker: requests, latency, the run served, fallbacks, events, reloads,
+and per experiment arm the answers served and the events attributed.
 
 Each app has its own registry (several apps can live in one process, e.g. in tests). With
 several uvicorn workers each reports its own numbers; scrape them per process or run
@@ -61,6 +62,24 @@ class Metrics:
         )
         self.run = Gauge(
             "recsys_run_info", "The run being served (value 1)", ["run_id"], registry=self.registry
+        )
+        self.exposures = Counter(
+            "recsys_experiment_exposures",
+            "Answers served under an online experiment, by experiment and arm",
+            ["experiment", "arm"],
+            registry=self.registry,
+        )
+        self.exposure_failures = Counter(
+            "recsys_experiment_exposure_failures",
+            "Answers served whose exposure the online store could not log, by experiment and arm",
+            ["experiment", "arm"],
+            registry=self.registry,
+        )
+        self.outcomes = Counter(
+            "recsys_experiment_outcomes",
+            "Events attributed to an experiment arm, by kind (click, conversion, other)",
+            ["experiment", "arm", "kind"],
+            registry=self.registry,
         )
 
     def serving(self, run_id: str) -> None:

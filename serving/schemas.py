@@ -46,6 +46,11 @@ class RecommendedItem(Strict):
 
 class Recommendations(Strict):
     user_id: str
+    arm: str | None = None
+    """The experiment arm that answered (null: no experiment running)."""
+    recommendation_id: str | None = None
+    """Under an experiment, this answer's id: send it with the events it leads to (``POST /v1/events``)
+    so they count for its arm."""
     run_id: str
     as_of: int
     """The moment described: events strictly before it count."""
@@ -80,6 +85,10 @@ class Event(Strict):
     event_id: Id | None = None
     """Optional, unique per event (e.g. a UUID the client made): a retry with the same id counts once.
     Ids are remembered as long as the event log keeps the event (the online store's ttl)."""
+    recommendation_id: Id | None = None
+    """Optional: the ``recommendation_id`` of the answer that led to this event (a click, a purchase);
+    the event then counts for that answer's experiment arm. Without it, an event within the running
+    experiment's window after the user's latest answer counts for that answer."""
 
 
 class EventBatch(Strict):
@@ -92,6 +101,8 @@ class EventsAccepted(Strict):
     records_written: int
     duplicates: int = 0
     """Events skipped because their ``event_id`` was already logged (a retry)."""
+    attributed: int = 0
+    """Events counted for an experiment arm (by their ``recommendation_id`` or the window)."""
     run_id: str
 
 

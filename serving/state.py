@@ -4,6 +4,10 @@ A :class:`ServingState` is built off to the side (:func:`load_state`) and publis
 reference assignment in :class:`StateHolder`; a request takes the reference once and keeps
 using that state to its end, so a reload never drops or mixes requests. A replaced state is
 closed by garbage collection once its last request finished.
+
+While an online experiment runs, the state also holds each arm's run, loaded the same way
+(:class:`ActiveExperiment`); the promoted run keeps the online store's state, which every arm reads,
+so arms must share its feature definitions.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from recsys.artifacts import RunStore
 from recsys.assemble import load_recommender
 from recsys.catalog import Histories
 from recsys.config import Config, config_of_run
+from recsys.experiments import Experiment, ExperimentError, ExperimentStore
 from recsys.index import ANNIndex, load_index
 from recsys.ranking.behaviour import OnlineBehaviour
 from recsys.recommend import Recommender
@@ -135,6 +140,11 @@ def store_run_id(config: Config, runs_dir: Path) -> str | None:
         return store.read_meta().get("run_id")
 
 
+def active_experiment(runs_dir: Path) -> Experiment | None:
+    """The experiment running in ``runs_dir`` (None: none)."""
+    return ExperimentStore(runs_dir).active()
+
+
 @dataclass
 class ServingState:
     """A promoted run, ready to answer: recommender, online store, histories, item metadata."""
@@ -159,6 +169,15 @@ class ServingState:
     _encoder: QueryEncoder | None = field(default=None, repr=False)
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     """Held while the query encoder loads (it is thread-safe once loaded)."""
+    experiment: ActiveExperiment | None = None
+    """The running experiment, with a state per arm (None: every user gets this run)."""
+
+    def for_user(self, user_id: str) -> tuple[str | None, ServingState]:
+        """The arm (None without an experiment) and the state that answers ``user_id``."""
+        if self.experiment is None:
+            return None, self
+        arm = self.experiment.definition.assign(user_id)
+        return arm, self.experiment.arms[arm]
 
     # -- histories --------------------------------------------------------------------------
     def history(self, user_id: str) -> Histories:
@@ -244,7 +263,20 @@ class ServingState:
         return self.load_encoder().encode(text)[None, :]
 
     def close(self) -> None:
+        if self.experiment is not None:
+            for arm in self.experiment.arms.values():
+                if arm is not self:
+                    arm.store.close()
         self.store.close()
+
+
+@dataclass
+class ActiveExperiment:
+    """A running experiment as a worker serves it: its definition and the loaded state of each arm
+    (the promoted state itself for an arm whose run is the promoted one)."""
+
+    definition: Experiment
+    arms: dict[str, ServingState]
 
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -252,23 +284,70 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 
 def load_state(settings: ServingSettings, config: Config) -> ServingState:
     """The promoted run of the runs folder, loaded whole and verified, then pushed to the online store
-    if it is not there yet: a run that fails to load leaves serving and the store as they were."""
+    if it is not there yet, and with a running experiment each arm's run besides: a run that fails to
+    load leaves serving and the store as they were."""
+    runs_dir = settings.runs(config)
+    state = load_run(RunStore(runs_dir).current_dir(), settings, config, publish=True)
+    try:
+        definition = active_experiment(runs_dir)
+        if definition is not None:
+            state.experiment = load_experiment(definition, state, settings, config)
+    except BaseException:
+        state.close()
+        raise
+    return state
+
+
+def load_experiment(
+    definition: Experiment, promoted: ServingState, settings: ServingSettings, config: Config
+) -> ActiveExperiment:
+    """Each arm's run loaded beside the promoted one (which serves any arm naming it)."""
+    experiments = ExperimentStore(settings.runs(config))
+    arms: dict[str, ServingState] = {}
+    try:
+        for arm in definition.arms:
+            run_id = experiments.resolve(arm)
+            loaded = [state for state in (promoted, *arms.values()) if state.run_id == run_id]
+            arms[arm.name] = (
+                loaded[0] if loaded else load_run(promoted.run_dir.parent / run_id, settings, config, False)
+            )
+    except BaseException:
+        for state in arms.values():
+            if state is not promoted:
+                state.store.close()
+        raise
+    log.info("experiment %s: %d arms loaded", definition.name, len(arms))
+    return ActiveExperiment(definition, arms)
+
+
+def load_run(run_dir: Path, settings: ServingSettings, config: Config, publish: bool) -> ServingState:
+    """One run loaded whole. ``publish``: push it to the online store unless the store holds it; else
+    (an experiment's arm) it reads the store's state as it is, which must have its feature definitions."""
     import torch
 
     from feature_store.online import open_online_store
 
     torch.set_num_threads(1)  # one request's work is small: threads only contend with other workers
     runs_dir = settings.runs(config)
-    run_dir = RunStore(runs_dir).current_dir()
+    if not publish and not (run_dir / "manifest.json").exists():
+        raise ExperimentError(f"experiment arm: run {run_dir.name} not found under {runs_dir}")
     run_config = serving_config(run_dir, config)
     items = pl.read_parquet(run_dir / "data" / "items.parquet")
     recommender = load_recommender(run_dir)  # every model of the run, before the store is touched
     recommender.config = run_config
     events = pl.read_parquet(run_dir / "data" / "interactions.parquet", columns=["user_id", "item_id", "ts"])
     histories = Histories.from_interactions(events, recommender.catalog)
-    ensure_published(run_dir, run_config)
+    if publish:
+        ensure_published(run_dir, run_config)
     store = open_online_store(run_config.features, runs_dir)
     try:
+        held = store.read_meta().get("definitions")
+        if not publish and held != store.definitions_version:
+            raise ExperimentError(
+                f"run {run_dir.name}: its feature definitions ({store.definitions_version}) differ from "
+                f"those the online store holds ({held}, the promoted run's); an experiment's arms must "
+                "share them"
+            )
         recommender.behaviour = OnlineBehaviour(store, items, run_config.features)
         as_of = int(store.read_meta().get("as_of", 0))
     except BaseException:
@@ -319,7 +398,8 @@ class StateHolder:
             return previous, state.run_id
 
     async def follow_store(self, on_reload: Any) -> None:
-        """Reload when the online store holds another run (another worker, or the nightly job, pushed it)."""
+        """Reload when the online store holds another run (another worker, or the nightly job, pushed it),
+        or an experiment started or stopped."""
         import anyio.to_thread
 
         interval = self.settings.sync_interval_s
@@ -328,7 +408,12 @@ class StateHolder:
             await asyncio.sleep(interval)
             try:
                 pushed = await anyio.to_thread.run_sync(store_run_id, self.config, runs_dir)
-                if self.current is not None and pushed is not None and pushed != self.current.run_id:
+                wanted = await anyio.to_thread.run_sync(active_experiment, runs_dir)
+                current = self.current
+                if current is None:
+                    continue
+                serving = current.experiment.definition if current.experiment else None
+                if (pushed is not None and pushed != current.run_id) or wanted != serving:
                     previous, new = await self.reload()
                     on_reload(previous, new)
             except Exception:  # keep serving the state we have; the next check tries again

@@ -9,7 +9,20 @@ from pathlib import Path
 
 import typer
 
-from recsys.cli import config, data, embed, encoder, features, index, inspect, pipeline, runs, serve, users
+from recsys.cli import (
+    config,
+    data,
+    embed,
+    encoder,
+    experiments,
+    features,
+    index,
+    inspect,
+    pipeline,
+    runs,
+    serve,
+    users,
+)
 from recsys.cli.common import State
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -29,6 +42,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(data.app, name="data")
 app.add_typer(features.app, name="features")
 app.add_typer(runs.app, name="runs")
+app.add_typer(experiments.app, name="experiments")
 app.add_typer(users.app, name="users")
 app.add_typer(encoder.app, name="encoder")
 app.command("embed")(embed.embed)

@@ -15,6 +15,7 @@ from recsys.report import figures
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+    from recsys.experiments import ExperimentAnalysis
     from recsys.inspect import RunInspector
 
 SEPARATING_FEATURES = 6
@@ -229,4 +230,120 @@ def build_report(inspector: RunInspector, path: Path, waterfall_users: int = 3) 
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, page.render(f"recsys report — {inspector.run_dir.name}"))
+    return path
+
+
+def _utc(ts: int | None) -> str:
+    from datetime import UTC, datetime
+
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def build_experiment_report(analysis: ExperimentAnalysis, path: Path) -> Path:
+    """The experiment page: verdict, sample ratio, each arm's metrics with CIs, each arm vs the control."""
+    from recsys.experiments import METRICS
+
+    definition = analysis.experiment
+    confidence = 1 - analysis.alpha
+    page = _Page()
+    page.section("Verdict")
+    page.raw(
+        _key_values(
+            [
+                ("verdict", analysis.verdict),
+                ("summary", analysis.summary),
+                ("primary metric", analysis.metric),
+                ("status", definition["status"]),
+                ("started", definition["started_at"]),
+                ("stopped", definition.get("stopped_at") or "-"),
+                ("exposures from", _utc(analysis.first_exposure_ts)),
+                ("exposures until", _utc(analysis.last_exposure_ts)),
+                ("attribution window", f"{definition['window_s']} s"),
+                ("click events", ", ".join(definition["click_events"])),
+                ("conversion events", ", ".join(definition["conversion_events"])),
+                (
+                    "events attributed by recommendation id / by window",
+                    f"{analysis.outcomes_by_id} / {analysis.outcomes_by_window}",
+                ),
+            ]
+        )
+    )
+    srm = analysis.srm
+    page.section(
+        "Sample ratio",
+        "Users per arm against the intended split (chi-square). A p-value under 0.001 means the "
+        "assignment or the logging lost users unevenly: no difference below can be trusted then.",
+    )
+    page.raw(
+        _html_table(
+            pl.DataFrame(
+                {
+                    "arm": list(srm.users),
+                    "users": list(srm.users.values()),
+                    "observed share": [n / max(sum(srm.users.values()), 1) for n in srm.users.values()],
+                    "intended share": list(srm.expected_share.values()),
+                }
+            )
+        )
+    )
+    page.raw(
+        _key_values(
+            [("chi-square", f"{srm.chi2:.3f}"), ("p-value", f"{srm.p_value:.3g}"), ("mismatch", srm.mismatch)]
+        )
+    )
+    page.section(
+        "Arms",
+        f"Per arm: users exposed, answers served, clicks on shown items and users with a conversion; "
+        f"each metric with its {confidence:.0%} confidence interval (delta method over users).",
+    )
+    rows = []
+    for arm in analysis.arms:
+        row: dict[str, Any] = {
+            "arm": arm.arm,
+            "runs": ", ".join(arm.runs),
+            "users": arm.users,
+            "exposures": arm.exposures,
+            "clicks": arm.clicks,
+            "converted users": arm.converted_users,
+        }
+        for name, estimate in arm.metrics.items():
+            row[name] = estimate.value
+            row[f"{name} CI"] = f"[{estimate.ci_low:.4f}, {estimate.ci_high:.4f}]"
+        rows.append(row)
+    page.raw(_html_table(pl.DataFrame(rows)))
+    for name, description in METRICS.items():
+        frame = pl.DataFrame(
+            [
+                {"arm": arm.arm, "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high}
+                for arm in analysis.arms
+                for e in [arm.metrics[name]]
+            ]
+        )
+        page.chart(figures.experiment_arms(frame, name, description))
+    page.section(
+        "Each arm against the control",
+        "Difference (arm − control) with its confidence interval and a two-sided z-test; the level is "
+        "split over the arms compared (Bonferroni).",
+    )
+    page.raw(
+        _html_table(
+            pl.DataFrame(
+                [
+                    {
+                        "metric": c.metric,
+                        "arm": c.arm,
+                        "control": c.control,
+                        "difference": c.difference.value,
+                        "CI": f"[{c.difference.ci_low:+.4f}, {c.difference.ci_high:+.4f}]",
+                        "relative": "-" if c.relative is None else f"{c.relative:+.1%}",
+                        "p-value": f"{c.p_value:.3g}",
+                        "outcome": c.outcome,
+                    }
+                    for c in analysis.comparisons
+                ]
+            )
+        )
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, page.render(f"recsys experiment — {definition['name']}"))
     return path

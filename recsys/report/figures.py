@@ -273,3 +273,20 @@ def distributions(training: pl.DataFrame, features: list[str]) -> go.Figure:
     )
     figure.update_layout(barmode="overlay")
     return figure
+
+
+def experiment_arms(frame: pl.DataFrame, metric: str, description: str) -> go.Figure:
+    """One metric per experiment arm with its confidence interval (columns arm, value, ci_low, ci_high)."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for row in frame.iter_rows(named=True):
+        error = {
+            "type": "data",
+            "symmetric": False,
+            "array": [row["ci_high"] - row["value"]],
+            "arrayminus": [row["value"] - row["ci_low"]],
+        }
+        arm = row["arm"]
+        figure.add_bar(name=arm, x=[arm], y=[row["value"]], error_y=error, marker=_bar_color(arm))
+    return _layout(figure, f"{metric}: {description}", height=360, x="arm", y=metric)

@@ -8,6 +8,7 @@ import anyio.to_thread
 import polars as pl
 from fastapi import APIRouter, Request
 
+from recsys.experiments import PostedEvent, attribute
 from serving.dependencies import ServingError, State, Writer, invalid
 from serving.metrics import Metrics
 from serving.schemas import Error, Event, EventBatch, EventsAccepted, FieldError
@@ -16,15 +17,29 @@ from serving.state import ServingState
 
 if TYPE_CHECKING:
     from feature_store.online import EventsApplied
+    from feature_store.online_store import Outcome
 
 
-def _apply(state: ServingState, events: list[Event]) -> EventsApplied:
-    """Log and apply the events in one write under the store's lock (durable before the answer)."""
+def _fresh(events: list[Event], known: set[str]) -> list[Event]:
+    """The events a write takes: not already logged, not repeating an id earlier in the batch."""
+    fresh = []
+    for event in events:
+        if event.event_id is not None:
+            if event.event_id in known:
+                continue
+            known.add(event.event_id)
+        fresh.append(event)
+    return fresh
+
+
+def _apply(state: ServingState, events: list[Event]) -> tuple[EventsApplied, list[Outcome]]:
+    """Log and apply the events, and log what they mean for an experiment, in one write under the
+    store's lock (durable before the answer; a retried event is attributed once)."""
     from feature_store.offline import FeatureInputError
     from feature_store.online import OnlineStoreBusy, apply_events
 
     frame = pl.DataFrame(
-        [event.model_dump() for event in events],
+        [event.model_dump(exclude={"recommendation_id"}) for event in events],
         schema={
             "user_id": pl.String,
             "item_id": pl.String,
@@ -35,8 +50,16 @@ def _apply(state: ServingState, events: list[Event]) -> EventsApplied:
             "event_id": pl.String,
         },
     )
+    active = state.experiment.definition if state.experiment is not None else None
     try:
-        return apply_events(state.store, frame, state.recommender.items, state.config.features)
+        with state.store.exclusive():
+            known = state.store.known_event_ids([event.event_id for event in events if event.event_id])
+            applied = apply_events(state.store, frame, state.recommender.items, state.config.features)
+            posted = [
+                PostedEvent(event.user_id, event.item_id, event.ts, event.event, event.recommendation_id)
+                for event in _fresh(events, known)
+            ]
+            return applied, attribute(state.store, posted, active)
     except OnlineStoreBusy:
         raise ServingError(
             503, "store_busy", "the online store is busy; retry with the same event_id"
@@ -59,7 +82,8 @@ def build_router(limits: Limits) -> APIRouter:
         """One event or ``{"events": [...]}``; the next recommendation reflects them (the item is
         excluded, history-based scores move). Needs ``Authorization: Bearer <token>``. The events are
         in the store's event log before the answer is sent; give each an ``event_id`` to make a retry
-        harmless."""
+        harmless, and the ``recommendation_id`` of the answer that led to it to count it for that
+        answer's experiment arm."""
         events = body.events if isinstance(body, EventBatch) else [body]
         if len(events) > limits.max_events:
             raise invalid("events", "body", f"at most {limits.max_events} events per request")
@@ -76,13 +100,19 @@ def build_router(limits: Limits) -> APIRouter:
                 )
         # Off the loop but without the work pool's deadline: a 503 must mean the event was not written
         # (a write cut off by a deadline would still land), so it waits for the store's busy timeout.
-        applied = await anyio.to_thread.run_sync(_apply, state, events)
+        applied, outcomes = await anyio.to_thread.run_sync(_apply, state, events)
         metrics: Metrics = request.app.state.metrics
         metrics.events.inc(applied.logged)
+        active = state.experiment.definition if state.experiment is not None else None
+        for outcome in outcomes:
+            known = active is not None and outcome.experiment == active.name
+            kind = active.kind(outcome.event) if active is not None and known else "other"
+            metrics.outcomes.labels(outcome.experiment, outcome.arm, kind).inc()
         return EventsAccepted(
             accepted=len(events),
             records_written=applied.records,
             duplicates=applied.duplicates,
+            attributed=len(outcomes),
             run_id=state.run_id,
         )
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import time
+import uuid
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -9,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic_core import to_json
 
+from feature_store.online_store import Exposure, OnlineStoreError
 from recsys.catalog import Histories
 from serving.dependencies import (
     Credentials,
@@ -19,6 +24,7 @@ from serving.dependencies import (
     off_loop,
     require_admin,
 )
+from serving.exposures import ExposureWriter
 from serving.metrics import Metrics
 from serving.schemas import (
     FILTER_PATTERN,
@@ -33,7 +39,7 @@ from serving.schemas import (
     RecommendedItem,
 )
 from serving.settings import Limits
-from serving.state import FilterError, ServingState
+from serving.state import FilterError, ServingState, log
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error} for code in (401, 403, 422, 429, 503)}
 
@@ -45,10 +51,25 @@ def _allowed(state: ServingState, expression: str | None, field: str, location: 
         raise invalid(field, location, str(error)) from None
 
 
-def _with_user(user_id: str, body: bytes) -> bytes:
-    """An answer's JSON whose ``user_id`` was left out (it is the first field), with ``user_id`` put back:
-    cached answers hold no id, so users without history share one."""
-    return b'{"user_id":' + to_json(user_id) + b"," + body[1:]
+PER_ANSWER = {"user_id", "arm", "recommendation_id"}
+"""Fields an answer's cached JSON leaves out: they differ from one answer to the next."""
+
+
+def _with_user(
+    user_id: str, body: bytes, arm: str | None = None, recommendation_id: str | None = None
+) -> bytes:
+    """An answer's JSON whose per-answer fields were left out, with them put first: cached answers hold
+    no id, so users without history share one."""
+    return (
+        b'{"user_id":'
+        + to_json(user_id)
+        + b',"arm":'
+        + to_json(arm)
+        + b',"recommendation_id":'
+        + to_json(recommendation_id)
+        + b","
+        + body[1:]
+    )
 
 
 def answer(
@@ -61,16 +82,55 @@ def answer(
     q: str | None,
     metrics: Metrics,
     filter_location: str = "query",
+    arm: str | None = None,
+    recommendation_id: str | None = None,
 ) -> bytes:
     """The JSON of one user's :class:`Recommendations`: ranked, the fallback, or ``q`` searched when the
     user has no history. Reads the store and ranks: call it off the event loop."""
     allowed = _allowed(state, filter_expression, "filter", filter_location)
     history = state.history(user_id)
     if q is not None and not len(history.items[0]):
-        return _with_user(user_id, search_text(state, q, k, allowed, metrics))
-    return _with_user(
-        user_id, recommend(state, history, k, exclude_seen, filter_expression, explain, metrics)
-    )
+        body = search_text(state, q, k, allowed, metrics)
+    else:
+        body = recommend(state, history, k, exclude_seen, filter_expression, explain, metrics)
+    return _with_user(user_id, body, arm, recommendation_id)
+
+
+async def expose(request: Request, state: ServingState, answers: list[tuple[str, str, str, bytes]]) -> None:
+    """Log the exposures of answers given under the running experiment: ``(user, arm, recommendation
+    id, answer JSON)`` each. Logged before the answer is sent (with the worker's other answers of the
+    moment: :class:`~serving.exposures.ExposureWriter`), so an event naming it finds it; a store that
+    cannot take them costs the experiment these exposures (counted), never the answer."""
+    assert state.experiment is not None
+    name = state.experiment.definition.name
+    now = int(time.time())
+    exposures = [
+        Exposure(
+            recommendation_id=rid,
+            experiment=name,
+            arm=arm,
+            run_id=state.experiment.arms[arm].run_id,
+            user_id=user,
+            ts=now,
+            items=tuple(item["item_id"] for item in json.loads(body)["items"]),
+        )
+        for user, arm, rid, body in answers
+    ]
+    metrics: Metrics = request.app.state.metrics
+    writer: ExposureWriter = request.app.state.exposures
+    try:
+        await writer.write(state.store, exposures)
+    except (OnlineStoreError, sqlite3.OperationalError) as error:
+        log.warning("experiment %s: %d exposures not logged (%s)", name, len(exposures), type(error).__name__)
+        for exposure in exposures:
+            metrics.exposure_failures.labels(name, exposure.arm).inc()
+        return
+    for exposure in exposures:
+        metrics.exposures.labels(name, exposure.arm).inc()
+
+
+def _recommendation_id(arm: str | None) -> str | None:
+    return uuid.uuid4().hex if arm is not None else None
 
 
 def recommend(
@@ -140,7 +200,7 @@ def recommend(
                 for rank, position in enumerate(top.tolist(), start=1)
             ],
         )
-        .model_dump_json(exclude={"user_id"})
+        .model_dump_json(exclude=PER_ANSWER)
         .encode()
     )
     if not explain:
@@ -180,7 +240,7 @@ def search_text(
                 for rank, (i, score) in enumerate(found, start=1)
             ],
         )
-        .model_dump_json(exclude={"user_id"})
+        .model_dump_json(exclude=PER_ANSWER)
         .encode()
     )
 
@@ -225,13 +285,16 @@ def build_router(limits: Limits) -> APIRouter:
             require_admin(request, credentials, "explain=true", "explain", "query")
         if not exclude_seen:
             require_admin(request, credentials, "exclude_seen=false", "exclude_seen", "query")
+        arm, served = state.for_user(user_id)
         if q is not None:
             limit_text_queries(request)
-            await off_loop(request, state.load_encoder, deadline=False)
+            await off_loop(request, served.load_encoder, deadline=False)
         metrics: Metrics = request.app.state.metrics
-        body = await off_loop(
-            request, partial(answer, state, user_id, k, exclude_seen, filter, explain, q, metrics)
-        )
+        rid = _recommendation_id(arm)
+        work = partial(answer, served, user_id, k, exclude_seen, filter, explain, q, metrics)
+        body = await off_loop(request, partial(work, arm=arm, recommendation_id=rid))
+        if arm is not None and rid is not None:
+            await expose(request, state, [(user_id, arm, rid, body)])
         return Response(body, media_type="application/json")
 
     @router.post(
@@ -268,12 +331,16 @@ def build_router(limits: Limits) -> APIRouter:
         if not exclude_seen:
             require_admin(request, credentials, "exclude_seen=false", "exclude_seen", "body")
         metrics: Metrics = request.app.state.metrics
-        results = [  # one user at a time: a batch queues behind single requests, never ahead of all of them
-            await off_loop(
-                request, partial(answer, state, user, k, exclude_seen, filter, False, None, metrics, "body")
-            )
-            for user in user_ids
-        ]
+        results, exposed = [], []
+        for user in user_ids:  # one at a time: a batch queues behind single requests, never ahead of all
+            arm, served = state.for_user(user)
+            rid = _recommendation_id(arm)
+            work = partial(answer, served, user, k, exclude_seen, filter, False, None, metrics, "body")
+            results.append(await off_loop(request, partial(work, arm=arm, recommendation_id=rid)))
+            if arm is not None and rid is not None:
+                exposed.append((user, arm, rid, results[-1]))
+        if exposed:
+            await expose(request, state, exposed)
         body = b'{"run_id":' + to_json(state.run_id) + b',"results":[' + b",".join(results) + b"]}"
         return Response(body, media_type="application/json")
 
