@@ -142,11 +142,12 @@ def prune(run: RunInfo) -> list[str]:
     rollback target or a run being written), and expire the online store's stale state and log;
     runs whether or not this night's run was promoted."""
     from recsys.artifacts import RunStore
+    from recsys.experiments import ExperimentStore
     from recsys.online_publish import expire_online
 
     config = Config.model_validate(run["config"])
     store = RunStore(run["runs_dir"])
-    removed = store.prune(config.pipeline.keep_runs)
+    removed = store.prune(config.pipeline.keep_runs, also_keep=ExperimentStore(store.root).running_runs)
     dropped = expire_online(store, config)
     log.info("pruned %d old runs; expired %d online-store entries", len(removed), dropped)
     return removed

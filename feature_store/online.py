@@ -425,9 +425,14 @@ def logged_interactions(store: OnlineStore, since: int | None = None) -> pl.Data
 
 def user_data(store: OnlineStore, user_id: str) -> dict[str, Any]:
     """Everything the store holds about ``user_id`` (for an export): the state of each user-keyed
-    view and table (a list of records per view), and the user's logged events."""
+    view and table (a list of records per view), the user's logged events, and the exposure log of
+    online experiments (the answers served to them, and their events attributed to those)."""
     held: dict[str, Any] = store.held_about(user_id)
     held["events"] = [asdict(event) for event in store.logged_events(user_id=user_id)]
+    held["exposures"] = [
+        {**asdict(exposure), "items": list(exposure.items)} for exposure in store.user_exposures(user_id)
+    ]
+    held["outcomes"] = [asdict(outcome) for outcome in store.user_outcomes(user_id)]
     return held
 
 

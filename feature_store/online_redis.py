@@ -322,6 +322,14 @@ class RedisOnlineStore(OnlineStore):
         found = (Outcome(**json.loads(fields["raw"])) for _, fields in self._entries(self._outcomes))
         return [outcome for outcome in found if outcome.experiment == experiment]
 
+    def user_exposures(self, user_id: str) -> list[Exposure]:
+        entries = self._entries(self._exposures)
+        return [_exposure(fields["raw"]) for _, fields in entries if fields["user_id"] == user_id]
+
+    def user_outcomes(self, user_id: str) -> list[Outcome]:
+        entries = self._entries(self._outcomes)
+        return [Outcome(**json.loads(fields["raw"])) for _, fields in entries if fields["user_id"] == user_id]
+
     def _drop_exposures(self, keep: Any) -> int:
         """Delete exposures (with their index entries) and outcomes for which ``keep(fields)`` is false;
         a user's latest exposure goes when it does."""

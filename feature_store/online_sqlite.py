@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS exposures (
 );
 CREATE INDEX IF NOT EXISTS exposures_user ON exposures (experiment, user_id, ts);
 CREATE INDEX IF NOT EXISTS exposures_ts ON exposures (ts);
+CREATE INDEX IF NOT EXISTS exposures_of_user ON exposures (user_id);
 CREATE TABLE IF NOT EXISTS outcomes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, recommendation_id TEXT NOT NULL, experiment TEXT NOT NULL,
     arm TEXT NOT NULL, user_id TEXT NOT NULL, item_id TEXT NOT NULL, event TEXT NOT NULL,
@@ -267,6 +268,16 @@ class SQLiteOnlineStore(OnlineStore):
         query = f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE experiment = ? ORDER BY seq"
         with self._lock:
             return [_outcome(row) for row in self._conn.execute(query, (experiment,)).fetchall()]
+
+    def user_exposures(self, user_id: str) -> list[Exposure]:
+        query = f"SELECT {EXPOSURE_COLUMNS} FROM exposures WHERE user_id = ? ORDER BY rowid"
+        with self._lock:
+            return [_exposure(row) for row in self._conn.execute(query, (user_id,)).fetchall()]
+
+    def user_outcomes(self, user_id: str) -> list[Outcome]:
+        query = f"SELECT {OUTCOME_COLUMNS} FROM outcomes WHERE user_id = ? ORDER BY seq"
+        with self._lock:
+            return [_outcome(row) for row in self._conn.execute(query, (user_id,)).fetchall()]
 
     def close(self) -> None:
         # Under the lock: a thread left running past its request's deadline may still be reading, and

@@ -218,6 +218,15 @@ class OnlineStore(ABC):
         """Every attributed event of ``experiment``, in the order they were logged."""
 
     @abstractmethod
+    def user_exposures(self, user_id: str) -> list[Exposure]:
+        """Every logged exposure of ``user_id`` in any experiment, in the order they were logged
+        (what an export of the user shows and :meth:`forget` removes)."""
+
+    @abstractmethod
+    def user_outcomes(self, user_id: str) -> list[Outcome]:
+        """Every attributed event of ``user_id`` in any experiment, in the order they were logged."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def __enter__(self) -> OnlineStore:

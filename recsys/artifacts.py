@@ -25,7 +25,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -405,13 +405,16 @@ class RunStore:
         return target
 
     # -- retention -------------------------------------------------------------
-    def prune(self, keep: int) -> list[str]:
+    def prune(self, keep: int, also_keep: Callable[[], Iterable[str]] | None = None) -> list[str]:
         """Delete finished runs beyond the ``keep`` newest; returns the ids removed, oldest first.
 
         The promoted run and the run a rollback would return to are always kept, whatever
-        ``keep`` says, and so is a run another process is writing (its run lock is held). A
-        pruned run's quarantine folder goes with it. Runs are moved aside under the registry
-        lock and deleted after it, so a killed prune leaves whole runs or hidden trash only.
+        ``keep`` says, and so is a run another process is writing (its run lock is held) and
+        every run ``also_keep`` returns (the runs a running experiment serves). It is called under
+        the registry lock, which an experiment's start takes too, so an experiment started while
+        the prune waits is seen before anything is deleted. A pruned run's
+        quarantine folder goes with it. Runs are moved aside under the registry lock and deleted
+        after it, so a killed prune leaves whole runs or hidden trash only.
         """
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
@@ -419,7 +422,11 @@ class RunStore:
         with self.registry_lock():
             history = self._history()
             current = self.current()
-            protected = {current, self._rollback_target(history, current)}
+            protected = {
+                current,
+                self._rollback_target(history, current),
+                *(also_keep() if also_keep else ()),
+            }
             runs = self.list_runs()
             runs.sort(key=lambda run: (str(run.get("created_at", "")), str(run["run_id"])), reverse=True)
             for run in reversed(runs[keep:]):

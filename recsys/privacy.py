@@ -149,7 +149,7 @@ def forget_users(config: Config, runs_dir: str | Path, user_ids: Sequence[str]) 
 
 def export_user(config: Config, runs_dir: str | Path, user_id: str) -> dict[str, Any]:
     """What is held about ``user_id``: the promoted run's history and batch recommendations of the
-    user, and the online store's state and logged events."""
+    user, and the online store's state, logged events, experiment exposures and attributed events."""
     from feature_store.online import open_online_store, user_data
 
     runs = RunStore(runs_dir)

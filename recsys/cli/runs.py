@@ -83,9 +83,13 @@ def prune(
     keep: int = typer.Option(..., "--keep", min=0, help="How many of the newest runs to keep."),
     runs: Path | None = RunsOption,
 ) -> None:
-    """Delete old runs; the promoted run and its rollback target are always kept."""
+    """Delete old runs; the promoted run, its rollback target and the runs a running experiment
+    serves are always kept."""
+    from recsys.experiments import ExperimentError, ExperimentStore
+
+    store = _store(ctx, runs)
     try:
-        removed = _store(ctx, runs).prune(keep)
-    except RunError as error:
+        removed = store.prune(keep, also_keep=ExperimentStore(store.root).running_runs)
+    except (RunError, ExperimentError) as error:
         fail(str(error))
     out.print(f"removed {len(removed)} runs: {', '.join(removed)}" if removed else "nothing to remove")

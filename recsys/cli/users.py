@@ -42,7 +42,7 @@ def export(
     ctx: typer.Context, user: str = typer.Argument(..., help="User id."), runs: Path | None = RunsOption
 ) -> None:
     """Print, as JSON, what is held about a user: history and batch recommendations of the promoted
-    run, and the online store's state and logged events."""
+    run, and the online store's state, logged events, experiment exposures and attributed events."""
     from feature_store.online import OnlineStoreError
     from recsys.privacy import PrivacyError, export_user
 

@@ -46,6 +46,14 @@ class ExperimentStore:
         running = [experiment for experiment in self.experiments() if experiment.status == "running"]
         return running[0] if running else None
 
+    def running_runs(self) -> set[str]:
+        """The run ids the running experiment's arms name (not :data:`CURRENT_RUN`, which retention
+        keeps as the promoted run anyway): what ``RunStore.prune(also_keep=...)`` must not delete."""
+        active = self.active()
+        if active is None:
+            return set()
+        return {arm.run for arm in active.arms if arm.run != CURRENT_RUN}
+
     def resolve(self, arm: Arm) -> str:
         """The run id an arm serves now (:data:`CURRENT_RUN`: the promoted run)."""
         if arm.run != CURRENT_RUN:

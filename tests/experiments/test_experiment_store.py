@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from recsys.artifacts import RunStore, atomic_write_json
+from recsys.cli import app
 from recsys.experiments import Arm, ExperimentError, ExperimentStore, parse_arm
 
 
@@ -59,3 +61,31 @@ def test_arms_must_share_the_promoted_runs_feature_definitions(tmp_path: Path) -
     with pytest.raises(ExperimentError, match="arm treatment: run run-windows has feature definitions"):
         store.start("exp", [parse_arm("control=run-b:50"), parse_arm("treatment=run-windows:50")])
     assert store.start("exp", [parse_arm("control=run-b:50"), parse_arm("treatment=@current:50")])
+
+
+def _prune(root: Path, keep: int) -> str:
+    result = CliRunner().invoke(app, ["runs", "prune", "--keep", str(keep), "--runs", str(root)])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_retention_keeps_the_runs_a_running_experiment_serves(tmp_path: Path) -> None:
+    runs = RunStore(tmp_path)
+    for day in (1, 2, 3, 4):
+        run_id = f"run-{day}"
+        manifest = {"run_id": run_id, "config": {}, "created_at": f"2026-01-0{day}T02:00:00Z"}
+        atomic_write_json(runs.run_dir(run_id) / "manifest.json", manifest)
+    runs.promote("run-4")
+    store = ExperimentStore(tmp_path)
+    arms = [parse_arm("control=@current:50"), parse_arm("treatment=run-1:50")]
+    store.start("old-arm", arms)
+    assert store.running_runs() == {"run-1"}  # @current is the promoted run: kept anyway
+
+    assert runs.prune(keep=2, also_keep=store.running_runs) == ["run-2"]
+    assert "removed 1 runs: run-3" in _prune(tmp_path, keep=1)  # the CLI passes the experiment's runs
+    assert runs.exists("run-1")
+
+    store.stop("old-arm")
+    assert store.running_runs() == set()
+    assert "removed 1 runs: run-1" in _prune(tmp_path, keep=1)
+    assert [run["run_id"] for run in runs.list_runs()] == ["run-4"]

@@ -83,6 +83,21 @@ def test_forget_removes_a_users_exposures_and_outcomes(make_store: StoreFactory)
     assert store.exposures_by_id(["r1"]) == {}
     assert store.latest_exposure("exp", "u1") is None
     assert [o.user_id for o in store.outcomes("exp")] == ["u2"]
+    assert store.user_exposures("u1") == [] and store.user_outcomes("u1") == []
+    assert store.user_exposures("u2") == [theirs]
+
+
+def test_a_users_exposures_and_outcomes_are_read_across_experiments(make_store: StoreFactory) -> None:
+    """What an export of the user shows: their entries of every experiment, in logged order, no one else's."""
+    writer, reader = make_store(), make_store()
+    first, theirs = exposure("r1", "u1", 100), exposure("r2", "u2", 110)
+    later = exposure("r3", "u1", 120, arm="treatment", experiment="other")
+    writer.log_exposures([first, theirs, later])
+    mine = [outcome(first, "i1", 105), outcome(later, "i9", 130, "purchase")]
+    writer.log_outcomes([mine[0], outcome(theirs, "i1", 115), mine[1]])
+    assert reader.user_exposures("u1") == [first, later]
+    assert reader.user_outcomes("u1") == mine
+    assert reader.user_exposures("nobody") == [] and reader.user_outcomes("nobody") == []
 
 
 def test_expire_drops_exposures_and_outcomes_past_the_ttl(make_store: StoreFactory) -> None:

@@ -403,14 +403,15 @@ def test_forget_removes_state_history_recommendations_and_log(make_store: StoreF
     kept = user_data(store, "u0")
 
     assert store.forget(gone) > 0
-    assert user_data(store, gone) == {"events": []}
+    nothing = {"events": [], "exposures": [], "outcomes": []}
+    assert user_data(store, gone) == nothing
     assert get_recommendations(store, gone) == [] and get_user_history(store, gone) == []
     assert store.known_event_ids(["x", "y"]) == {"y"}
     assert user_data(store, "u0") == kept  # nobody else is touched
     push_materialized(
         store, materialize(log.filter(pl.col("user_id") != gone), catalog, as_of, CONFIG), as_of
     )
-    assert user_data(store, gone) == {"events": []}  # the forgotten events are not replayed
+    assert user_data(store, gone) == nothing  # the forgotten events are not replayed
 
 
 def test_a_forgotten_user_leaves_no_bytes_in_the_sqlite_files(tmp_path: Path) -> None:

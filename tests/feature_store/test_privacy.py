@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from feature_store.offline import materialize
 from feature_store.online import apply_events, open_online_store, push_materialized, user_data
+from feature_store.online_store import Exposure, Outcome
 from recsys.artifacts import atomic_write_json
 from recsys.cli import app
 from recsys.config import load_config
@@ -26,6 +27,8 @@ from recsys.privacy import (
 )
 
 GONE = "forget-me-4711"
+NOTHING = {"events": [], "exposures": [], "outcomes": []}
+"""An export of a user the store holds nothing about."""
 
 
 def test_tombstones_hold_no_user_id_and_drop_the_users_rows(tmp_path: Path) -> None:
@@ -67,6 +70,16 @@ def _runs_folder(tmp_path: Path) -> Path:
         push_materialized(store, frames, as_of, recs)
         events = pl.DataFrame({"user_id": [GONE, "u0"], "item_id": ["i3", "i3"], "ts": [as_of, as_of]})
         apply_events(store, events, catalog, config.features)
+        served = [
+            Exposure(f"rec-{user}", "exp", "control", "run-a", user, as_of, ("i1",)) for user in (GONE, "u0")
+        ]
+        store.log_exposures(served)
+        store.log_outcomes(
+            [
+                Outcome(e.recommendation_id, "exp", "control", e.user_id, "i1", "click", as_of, True, "id")
+                for e in served
+            ]
+        )
     return runs
 
 
@@ -75,6 +88,9 @@ def test_forget_removes_the_user_from_the_store_and_every_run_file(tmp_path: Pat
     config = load_config(None, environ={})
     held = export_user(config, runs, GONE)
     assert held["online_store"]["history"] and held["online_store"]["events"]
+    exposures, outcomes = held["online_store"]["exposures"], held["online_store"]["outcomes"]
+    assert [(e["recommendation_id"], e["items"]) for e in exposures] == [(f"rec-{GONE}", ["i1"])]
+    assert [(o["user_id"], o["item_id"]) for o in outcomes] == [(GONE, "i1")]
     kept = export_user(config, runs, "u0")
 
     done = forget_users(config, runs, [GONE])
@@ -86,10 +102,10 @@ def test_forget_removes_the_user_from_the_store_and_every_run_file(tmp_path: Pat
     }
     after = [path for path in runs.rglob("*") if path.is_file() and GONE.encode() in path.read_bytes()]
     assert after == []  # nowhere under the runs folder: not in run files, the store, or the tombstones
-    assert export_user(config, runs, GONE)["online_store"] == {"events": []}
+    assert export_user(config, runs, GONE)["online_store"] == NOTHING
     assert export_user(config, runs, "u0") == kept  # nobody else is touched
     with open_online_store(config.features, runs) as store:
-        assert user_data(store, GONE) == {"events": []}
+        assert user_data(store, GONE) == NOTHING
 
 
 def test_users_commands_forget_and_export(tmp_path: Path) -> None:
@@ -97,9 +113,10 @@ def test_users_commands_forget_and_export(tmp_path: Path) -> None:
     runner = CliRunner()
     exported = runner.invoke(app, ["users", "export", GONE, "--runs", str(runs)])
     assert exported.exit_code == 0, exported.output
-    assert json.loads(exported.stdout)["online_store"]["user"]
+    held = json.loads(exported.stdout)["online_store"]
+    assert held["user"] and held["exposures"][0]["items"] == ["i1"] and held["outcomes"]
     forgot = runner.invoke(app, ["users", "forget", GONE, "never-seen", "--runs", str(runs)])
     assert forgot.exit_code == 0, forgot.output
     assert "2 new tombstone(s)" in forgot.output
     again = json.loads(runner.invoke(app, ["users", "export", GONE, "--runs", str(runs)]).stdout)
-    assert again["forgotten"] and again["online_store"] == {"events": []}
+    assert again["forgotten"] and again["online_store"] == NOTHING
