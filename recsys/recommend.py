@@ -94,6 +94,8 @@ class ScoredUsers:
     candidates: Blend
     feature_names: list[str]
     features: np.ndarray
+    float32: list[bool]
+    """Per feature: computed as float32 (its frame column is Float32, else Float64)."""
     scores: np.ndarray | None
     ranker_features: list[str]
 
@@ -161,8 +163,7 @@ class ScoredUsers:
                 kind = pl.Int32 if name.endswith("_rank") else pl.Float32
                 columns.append(values.fill_nan(None).cast(kind))
             else:
-                float32 = name in SEMANTIC_FEATURES or name in ITEM_FEATURES
-                rest.append(values.cast(pl.Float32) if float32 else values)
+                rest.append(values.cast(pl.Float32) if self.float32[i] else values)
         columns += [
             self.sources_column(every),
             pl.Series("item_id", self.catalog_ids[candidates.items].tolist(), pl.String),
@@ -184,11 +185,6 @@ class Recommender:
     behaviour: BehaviouralFeatures
     ranker: Ranker | None
     run_id: str = ""
-
-    def feature_names(self) -> list[str]:
-        """Every ranking feature, in the order :meth:`score_users` computes them."""
-        names = source_columns([source.name for source in self.sources])
-        return [*names, *SEMANTIC_FEATURES, *self.behaviour.names(), *ITEM_FEATURES]
 
     def score_users(
         self,
@@ -216,13 +212,20 @@ class Recommender:
         )
         moments = np.asarray([as_of[user] for user in histories.user_ids], dtype=np.int64)
         offsets, items = candidates.offsets, candidates.items
-        parts = [
-            candidates.columns(),
-            semantic_features(
-                histories, offsets, items, self.item_vectors, retrieval.history_half_life_events
+        # every feature group: its names and its [candidates, names] values (a new feature is one entry)
+        groups = [
+            (source_columns(candidates.source_names), candidates.columns()),
+            (
+                SEMANTIC_FEATURES,
+                semantic_features(
+                    histories, offsets, items, self.item_vectors, retrieval.history_half_life_events
+                ),
             ),
-            behavioural_features(self.behaviour, self.catalog, histories, offsets, items, moments),
-            item_features(self._created_at, items, moments[candidates.user_rows]),
+            (
+                self.behaviour.names(),
+                behavioural_features(self.behaviour, self.catalog, histories, offsets, items, moments),
+            ),
+            (ITEM_FEATURES, item_features(self._created_at, items, moments[candidates.user_rows])),
         ]
         scored = ScoredUsers(
             list(histories.user_ids),
@@ -230,8 +233,9 @@ class Recommender:
             moments,
             np.asarray([not len(history) for history in histories.items], dtype=bool),
             candidates,
-            self.feature_names(),
-            np.concatenate([part.astype(np.float64) for part in parts], axis=1),
+            [name for names, _ in groups for name in names],
+            np.concatenate([values.astype(np.float64) for _, values in groups], axis=1),
+            [values.dtype == np.float32 for names, values in groups for _ in names],
             None,
             [] if self.ranker is None else list(self.ranker.features),
         )
