@@ -1,17 +1,17 @@
-"""The one ``Recommender`` shared by batch jobs, evaluation, the CLI and online serving.
+"""The one ``Recommender`` shared by batch jobs, evaluation, training, the CLI and online serving.
 
-histories → candidates (every source, blended) → ranking features → LightGBM → top-k.
-Users with no history get the same path: only history-free sources (popularity) produce
-candidates for them, and the answer is flagged ``fallback``.
-
-:meth:`Recommender.score_user` is the same computation for one user in numpy (online
-serving): polars' fixed cost per operation is what dominates a single request, so the blend,
-the source-rank/score and semantic features and the ranker input are built as arrays. The
-values equal the batch path's (tests compare them), up to float rounding of sums.
+histories → candidates (every source, blended) → ranking features → LightGBM → top-k, computed once,
+on arrays, for a batch of users: :meth:`Recommender.score_users`. Online serving is the same call for
+a batch of one (:meth:`Recommender.score_user`); the frames of training, evaluation and batch files
+(:meth:`Recommender.candidate_features`, :meth:`Recommender.recommend`) are conversions of its result.
+Users with no history get the same path: only history-free sources (popularity) produce candidates
+for them, and the answer is flagged ``fallback``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,22 +20,28 @@ import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import Config
-from recsys.embeddings import user_vectors_from_history
-from recsys.ranking.behaviour import OnlineBehaviour
-from recsys.ranking.cold_slots import slot_count, top_with_cold_slots
-from recsys.ranking.features import DAY, RECENT_FOR_SIMILARITY, BehaviouralFeatures, ranking_frame
+from recsys.ranking.cold_slots import lists_with_cold_slots, slot_count, top_with_cold_slots
+from recsys.ranking.features import (
+    ITEM_FEATURES,
+    SEMANTIC_FEATURES,
+    BehaviouralFeatures,
+    behavioural_features,
+    item_features,
+    semantic_features,
+)
 from recsys.ranking.ranker import Ranker
 from recsys.retrieval.base import CandidateSource
-from recsys.retrieval.blend import blend
-from recsys.retrieval.scorer_source import ScorerSource, top_k_items
+from recsys.retrieval.blend import Blend, blend, source_columns
 from recsys.retrieval.semantic import SemanticSource
 
 RESULT_COLUMNS = ["user_id", "item_id", "rank", "score", "sources", "fallback"]
+PREDICT_ROWS = 65_536
+"""Candidates handed to the ranker at once: its float64 input stays small whatever the batch."""
 
 
 @dataclass(frozen=True)
 class UserCandidates:
-    """One user's candidates (ascending item index) with every ranking feature and the ranker's score."""
+    """One user's candidates (ascending item index) with the ranker's features and score."""
 
     user_id: str
     as_of: int
@@ -44,7 +50,8 @@ class UserCandidates:
     source_ranks: np.ndarray
     """[candidates, sources] rank of the item in each source (NaN: not retrieved by it)."""
     features: np.ndarray
-    """[candidates, features] in ``feature_names`` order (the ranker's): float32 values, NaN for missing."""
+    """[candidates, features] in ``feature_names`` order (the ranker's): the float32 values the ranker
+    reads, NaN for missing."""
     feature_names: list[str]
     scores: np.ndarray
     fallback: bool
@@ -54,8 +61,8 @@ class UserCandidates:
     cold_share: float = 0.0
 
     def top(self, k: int) -> np.ndarray:
-        """Positions of the ``k`` best candidates, best first (ties: smaller item index), with the
-        cold items' places at the tail, as :meth:`Recommender.top_k`."""
+        """Positions of the ``k`` best candidates, best first (ties: smaller item index), with the cold
+        items' places at the tail, as :meth:`ScoredUsers.top`."""
         order = np.lexsort((self.item_idx, -self.scores))
         if self.cold is None:
             return order[:k]
@@ -79,6 +86,113 @@ class UserCandidates:
         )
 
 
+@dataclass(frozen=True)
+class ScoredUsers:
+    """Every candidate of a batch of users with all ranking features and (when ranked) the ranker's score.
+
+    Candidates are flat, user by user (see :class:`~recsys.retrieval.blend.Blend`); ``features`` is
+    [candidates, ``feature_names``] float64 holding each feature as computed (float32 for source,
+    semantic and item features, float64 for behavioural ones).
+    """
+
+    user_ids: list[str]
+    catalog_ids: np.ndarray
+    as_of: np.ndarray
+    histories_empty: np.ndarray
+    """Per user: no history (the answer is a fallback)."""
+    candidates: Blend
+    feature_names: list[str]
+    features: np.ndarray
+    float32: list[bool]
+    """Per feature: computed as float32 (its frame column is Float32, else Float64)."""
+    scores: np.ndarray | None
+    ranker_features: list[str]
+    cold_items: np.ndarray | None = None
+    """Per catalog item: cold (its places are kept at the tail of each list); None: no places kept."""
+    cold_share: float = 0.0
+
+    def ranker_input(self, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """The ranker's input for ``rows``: its features, in its order, as float32 values held as
+        float64 (what LightGBM was trained on; float64 is what its predictors read without a copy)."""
+        columns = [self.feature_names.index(name) for name in self.ranker_features]
+        return self.features[rows][:, columns].astype(np.float32).astype(np.float64)
+
+    def user(self, row: int) -> UserCandidates:
+        """The candidates of the user at ``row`` (the online answer)."""
+        if self.scores is None:
+            raise RuntimeError("these candidates were not ranked")
+        rows = slice(int(self.candidates.offsets[row]), int(self.candidates.offsets[row + 1]))
+        return UserCandidates(
+            self.user_ids[row],
+            int(self.as_of[row]),
+            self.candidates.items[rows],
+            self.candidates.source_names,
+            self.candidates.ranks[rows],
+            self.ranker_input(rows),
+            list(self.ranker_features),
+            self.scores[rows],
+            fallback=bool(self.histories_empty[row]),
+            cold=None if self.cold_items is None else self.cold_items[self.candidates.items[rows]],
+            cold_share=self.cold_share,
+        )
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, ranks 1..k) of every user's ``k`` best candidates, user by user, best first
+        (ties: smaller item index), with the cold items' places at the tail of each list."""
+        if self.scores is None:
+            raise RuntimeError("these candidates were not ranked")
+        user_rows = self.candidates.user_rows
+        order = np.lexsort((self.candidates.items, -self.scores, user_rows))
+        slots = slot_count(k, self.cold_share)
+        if self.cold_items is not None and slots:
+            cold = self.cold_items[self.candidates.items[order]]
+            order = order[lists_with_cold_slots(self.candidates.offsets, cold, k, slots)]
+        rank = np.arange(len(order)) - np.searchsorted(user_rows[order], user_rows[order]) + 1
+        keep = rank <= k
+        return order[keep], rank[keep].astype(np.int32)
+
+    def sources_column(self, positions: np.ndarray) -> pl.Series:
+        """``sources``: for each candidate at ``positions``, the names of the sources that retrieved it."""
+        names = self.candidates.source_names
+        retrieved = pl.DataFrame(
+            {name: ~np.isnan(self.candidates.ranks[positions, i]) for i, name in enumerate(names)}
+        )
+        return retrieved.select(
+            pl.concat_list([pl.when(pl.col(name)).then(pl.lit(name)) for name in names])
+            .list.drop_nulls()
+            .alias("sources")
+        ).to_series()
+
+    def frame(self) -> pl.DataFrame:
+        """Every candidate as a row: user_id, item_idx, the source columns, sources, item_id, ts, the
+        other features (``score`` too when ranked); sorted by user (batch order), then item index."""
+        candidates = self.candidates
+        user_rows = candidates.user_rows
+        every = np.arange(len(candidates.items))
+        sources = set(source_columns(candidates.source_names))
+        columns: list[pl.Series] = [
+            pl.Series("user_id", np.asarray(self.user_ids, dtype=object)[user_rows].tolist(), pl.String),
+            pl.Series("item_idx", candidates.items, pl.Int64),
+        ]
+        rest = []
+        for i, name in enumerate(self.feature_names):
+            values = pl.Series(name, self.features[:, i])
+            if name in sources:
+                kind = pl.Int32 if name.endswith("_rank") else pl.Float32
+                columns.append(values.fill_nan(None).cast(kind))
+            else:
+                rest.append(values.cast(pl.Float32) if self.float32[i] else values)
+        columns += [
+            self.sources_column(every),
+            pl.Series("item_id", self.catalog_ids[candidates.items].tolist(), pl.String),
+            pl.Series("ts", self.as_of[user_rows], pl.Int64),
+            *rest,
+        ]
+        if self.scores is not None:
+            columns.append(pl.Series("score", self.scores, pl.Float64))
+        return pl.DataFrame(columns)
+
+
 @dataclass
 class Recommender:
     config: Config
@@ -90,45 +204,119 @@ class Recommender:
     ranker: Ranker | None
     run_id: str = ""
 
+    def score_users(
+        self,
+        histories: Histories,
+        as_of: Mapping[str, int],
+        allowed: np.ndarray | None = None,
+        exclude_seen: bool | None = None,
+        rank: bool = True,
+    ) -> ScoredUsers:
+        """Candidates of every user of ``histories`` with all ranking features and, with ``rank``, the
+        ranker's score: the one scoring path (batch chunks, evaluation, training sets, online requests).
+
+        ``as_of`` gives, per user, the moment the features describe (strictly earlier events only);
+        ``allowed`` is a boolean mask over the catalog (metadata filters); ``exclude_seen`` overrides the
+        sources' setting (``retrieval.exclude_seen``) for this call.
+        """
+        if rank and self.ranker is None:
+            raise RuntimeError("this recommender has no ranker (it only generates candidates)")
+        missing = [user for user in histories.user_ids if user not in as_of]
+        if missing:
+            raise ValueError(f"as_of has no moment for {len(missing)} user(s), e.g. {missing[0]!r}")
+        retrieval = self.config.retrieval
+        candidates = blend(
+            self.sources, histories, retrieval.per_source_k, retrieval.candidates_k, allowed, exclude_seen
+        )
+        moments = np.asarray([as_of[user] for user in histories.user_ids], dtype=np.int64)
+        offsets, items = candidates.offsets, candidates.items
+        # every feature group: its names and its [candidates, names] values (a new feature is one entry)
+        groups = [
+            (source_columns(candidates.source_names), candidates.columns()),
+            (
+                SEMANTIC_FEATURES,
+                semantic_features(
+                    histories, offsets, items, self.item_vectors, retrieval.history_half_life_events
+                ),
+            ),
+            (
+                self.behaviour.names(),
+                behavioural_features(self.behaviour, self.catalog, histories, offsets, items, moments),
+            ),
+            (ITEM_FEATURES, item_features(self._created_at, items, moments[candidates.user_rows])),
+        ]
+        scored = ScoredUsers(
+            list(histories.user_ids),
+            self.catalog.ids,
+            moments,
+            np.asarray([not len(history) for history in histories.items], dtype=bool),
+            candidates,
+            [name for names, _ in groups for name in names],
+            np.concatenate([values.astype(np.float64) for _, values in groups], axis=1),
+            [values.dtype == np.float32 for names, values in groups for _ in names],
+            None,
+            [] if self.ranker is None else list(self.ranker.features),
+            self.cold_items,
+            self.cold_share,
+        )
+        if not rank:
+            return scored
+        assert self.ranker is not None
+        unknown = sorted(set(scored.ranker_features) - set(scored.feature_names))
+        if unknown:
+            raise ValueError(f"the ranker needs features this recommender does not compute: {unknown}")
+        scores = np.zeros(len(items), dtype=np.float64)
+        for start in range(0, len(items), PREDICT_ROWS):
+            rows = slice(start, start + PREDICT_ROWS)
+            scores[rows] = self.ranker.predict_matrix(scored.ranker_input(rows))
+        return dataclasses.replace(scored, scores=scores)
+
+    def score_user(
+        self,
+        histories: Histories,
+        as_of: int,
+        allowed: np.ndarray | None = None,
+        exclude_seen: bool | None = None,
+    ) -> UserCandidates:
+        """:meth:`score_users` for the one user of ``histories`` (the online path)."""
+        if len(histories) != 1:
+            raise ValueError(f"score_user takes one user's history, got {len(histories)}")
+        return self.score_users(histories, {histories.user_ids[0]: as_of}, allowed, exclude_seen).user(0)
+
     def candidate_features(
-        self, histories: Histories, as_of: dict[str, int], allowed: np.ndarray | None = None
+        self, histories: Histories, as_of: Mapping[str, int], allowed: np.ndarray | None = None
     ) -> pl.DataFrame:
         """Every candidate of every user with all ranking features (no ranker needed: used to train it)."""
-        retrieval = self.config.retrieval
-        candidates = blend(self.sources, histories, retrieval.per_source_k, retrieval.candidates_k, allowed)
-        return ranking_frame(
-            candidates,
-            histories,
-            as_of,
-            self.catalog,
-            self.items,
-            self.item_vectors,
-            self.behaviour,
-            retrieval.history_half_life_events,
-        )
+        return self.score_users(histories, as_of, allowed, rank=False).frame()
 
     def scored_candidates(
-        self, histories: Histories, as_of: dict[str, int], allowed: np.ndarray | None = None
+        self, histories: Histories, as_of: Mapping[str, int], allowed: np.ndarray | None = None
     ) -> pl.DataFrame:
         """:meth:`candidate_features` plus the ranker's ``score``."""
-        if self.ranker is None:
-            raise RuntimeError("this recommender has no ranker (it only generates candidates)")
-        frame = self.candidate_features(histories, as_of, allowed)
-        return frame.with_columns(pl.Series("score", self.ranker.predict(frame)))
+        return self.score_users(histories, as_of, allowed).frame()
 
     def recommend(
-        self, histories: Histories, as_of: dict[str, int], k: int, allowed: np.ndarray | None = None
+        self, histories: Histories, as_of: Mapping[str, int], k: int, allowed: np.ndarray | None = None
     ) -> pl.DataFrame:
-        """Top ``k`` per user: user_id, item_id, rank (1..k), score, sources, fallback."""
-        scored = self.scored_candidates(histories, as_of, allowed)
-        cold = {
-            user for user, items in zip(histories.user_ids, histories.items, strict=True) if not len(items)
-        }
-        return (
-            self.top_k(scored, k)
-            .with_columns(pl.col("user_id").is_in(list(cold)).alias("fallback"))
-            .select(RESULT_COLUMNS)
-        )
+        """Top ``k`` per user, sorted by user id: user_id, item_id, rank (1..k), score, sources, fallback."""
+        scored = self.score_users(histories, as_of, allowed)
+        assert scored.scores is not None
+        positions, ranks = scored.top(k)
+        user_rows = scored.candidates.user_rows[positions]
+        return pl.DataFrame(
+            [
+                pl.Series(
+                    "user_id", np.asarray(scored.user_ids, dtype=object)[user_rows].tolist(), pl.String
+                ),
+                pl.Series(
+                    "item_id", self.catalog.ids[scored.candidates.items[positions]].tolist(), pl.String
+                ),
+                pl.Series("rank", ranks, pl.Int32),
+                pl.Series("score", scored.scores[positions], pl.Float64),
+                scored.sources_column(positions),
+                pl.Series("fallback", scored.histories_empty[user_rows], pl.Boolean),
+            ]
+        ).sort("user_id", maintain_order=True)
 
     @cached_property
     def cold_items(self) -> np.ndarray | None:
@@ -149,153 +337,22 @@ class Recommender:
         return float(self.ranker.info.get("cold_share", 0.0)) if configured is None else configured
 
     def top_k(self, scored: pl.DataFrame, k: int) -> pl.DataFrame:
-        """:func:`top_k` with the cold items' places at the tail of each user's list."""
+        """:func:`top_k` of a frame of scored candidates, with the cold items' places at the tail of
+        each user's list (as :meth:`ScoredUsers.top`)."""
         slots = slot_count(k, self.cold_share)
         if self.cold_items is None or slots == 0:
             return top_k(scored, k)
         ordered = scored.sort(["user_id", "score", "item_idx"], descending=[False, True, False])
         cold = self.cold_items[ordered["item_idx"].to_numpy()]
         starts = np.flatnonzero(ordered["user_id"].is_first_distinct().to_numpy())
-        ends = np.append(starts[1:], ordered.height)
-        rows = [
-            start + top_with_cold_slots(np.arange(end - start), cold[start:end], k, slots)
-            for start, end in zip(starts, ends, strict=True)
-        ]
-        picked = np.concatenate([np.zeros(0, np.int64), *rows])
+        picked = lists_with_cold_slots(np.append(starts, ordered.height), cold, k, slots)
         return ordered[picked].with_columns(
             pl.int_range(1, pl.len() + 1).over("user_id").cast(pl.Int32).alias("rank")
-        )
-
-    def score_user(
-        self,
-        histories: Histories,
-        as_of: int,
-        allowed: np.ndarray | None = None,
-        exclude_seen: bool | None = None,
-    ) -> UserCandidates:
-        """:meth:`scored_candidates` for the one user of ``histories``, as arrays (the online path).
-
-        ``exclude_seen`` overrides the sources' setting (``retrieval.exclude_seen``) for this call.
-        """
-        if len(histories) != 1:
-            raise ValueError(f"score_user takes one user's history, got {len(histories)}")
-        if self.ranker is None:
-            raise RuntimeError("this recommender has no ranker (it only generates candidates)")
-        retrieval = self.config.retrieval
-        user_id, history = histories.user_ids[0], histories.items[0]
-        found = [
-            self._source_candidates(source, histories, retrieval.per_source_k, exclude_seen)
-            for source in self.sources
-        ]
-        if allowed is not None:
-            found = [
-                (idx[allowed[idx]], score[allowed[idx]], rank[allowed[idx]]) for idx, score, rank in found
-            ]
-        union = np.unique(np.concatenate([np.zeros(0, np.int64), *(idx for idx, _, _ in found)]))
-        n_sources = len(self.sources)
-        ranks = np.full((len(union), n_sources), np.nan, dtype=np.float32)
-        scores = np.full((len(union), n_sources), np.nan, dtype=np.float32)
-        for column, (idx, score, rank) in enumerate(found):
-            rows = np.searchsorted(union, idx)
-            ranks[rows, column], scores[rows, column] = rank, score
-        if len(union) > retrieval.candidates_k:  # keep the best ranks in any source (ties: item index)
-            best = np.nanmin(ranks, axis=1)
-            keep = np.sort(np.lexsort((union, best))[: retrieval.candidates_k])
-            union, ranks, scores = union[keep], ranks[keep], scores[keep]
-        columns: dict[str, np.ndarray] = {}
-        for column, source in enumerate(self.sources):
-            columns[f"cand_{source.name}_score"] = scores[:, column]
-            columns[f"cand_{source.name}_rank"] = ranks[:, column]
-        columns.update(self._semantic_features(histories, union))
-        columns.update(self._behavioural_features(user_id, union, as_of, history))
-        created = self._created_at
-        columns["item_age_days"] = ((as_of - created[union]) / DAY).astype(np.float32)
-        names = self.ranker.features
-        # float32 values (what the batch path feeds the ranker) held as float64: LightGBM reads those faster
-        matrix = np.empty((len(union), len(names)), dtype=np.float64)
-        for i, name in enumerate(names):
-            matrix[:, i] = columns[name].astype(np.float32)
-        predicted = self.ranker.predict_matrix(matrix) if len(union) else np.zeros(0)
-        return UserCandidates(
-            user_id,
-            as_of,
-            union,
-            [source.name for source in self.sources],
-            ranks,
-            matrix,
-            list(names),
-            predicted,
-            fallback=not len(history),
-            cold=None if self.cold_items is None else self.cold_items[union],
-            cold_share=self.cold_share,
-        )
-
-    def _source_candidates(
-        self, source: CandidateSource, histories: Histories, k: int, exclude_seen: bool | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(item indices, scores float32, ranks) of one source for one user, as ``source.candidates`` gives.
-
-        Scorer and semantic sources are queried through their numpy internals (no frames); others
-        through ``candidates``, which uses their own ``exclude_seen``.
-        """
-        exclude = source.exclude_seen if exclude_seen is None else exclude_seen
-        if isinstance(source, ScorerSource):
-            indices, values = top_k_items(source.scorer, histories, k, exclude, source.max_batch_cells)
-            keep = np.flatnonzero(indices[0] >= 0)
-            return indices[0, keep], values[0, keep], (keep + 1).astype(np.float32)
-        if isinstance(source, SemanticSource):
-            vectors = source.user_vectors(histories)
-            if not np.linalg.norm(vectors[0]) > 0:
-                return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
-            values, indices = source.index.search(
-                vectors, k, exclude=histories.items if exclude else None, allow=source.allow
-            )
-            keep = np.flatnonzero(indices[0] >= 0)
-            return indices[0, keep], values[0, keep], (keep + 1).astype(np.float32)
-        frame = source.candidates(histories, k)
-        return (
-            frame["item_idx"].to_numpy(),
-            frame["score"].to_numpy().astype(np.float32),
-            frame["rank"].to_numpy().astype(np.float32),
         )
 
     @cached_property
     def _created_at(self) -> np.ndarray:
         return self.items["created_at"].to_numpy().astype(np.float64)
-
-    def _semantic_features(self, histories: Histories, candidates: np.ndarray) -> dict[str, np.ndarray]:
-        """:func:`~recsys.ranking.features.semantic_features` for one user."""
-        half_life = self.config.retrieval.history_half_life_events
-        nan = np.full(len(candidates), np.nan, dtype=np.float32)
-        recent = histories.items[0][-RECENT_FOR_SIMILARITY:]
-        if not len(recent):
-            return {"user_item_cosine": nan, "max_sim_recent": nan, "mean_sim_recent": nan.copy()}
-        vector = user_vectors_from_history(self.item_vectors, histories, half_life)[0]
-        candidate_vectors = self.item_vectors[candidates]
-        sims = candidate_vectors @ self.item_vectors[recent].T
-        return {
-            "user_item_cosine": candidate_vectors @ vector,
-            "max_sim_recent": sims.max(axis=1) if len(candidates) else nan,
-            "mean_sim_recent": sims.mean(axis=1) if len(candidates) else nan.copy(),
-        }
-
-    def _behavioural_features(
-        self, user_id: str, candidates: np.ndarray, as_of: int, history: np.ndarray
-    ) -> dict[str, np.ndarray]:
-        names = self.behaviour.names()
-        if isinstance(self.behaviour, OnlineBehaviour):  # straight to arrays, no frames
-            values = self.behaviour.user_features(user_id, as_of, candidates, seen=history)
-            return {name: values[:, i] for i, name in enumerate(names)}
-        rows = pl.DataFrame(
-            {
-                "user_id": [user_id] * len(candidates),
-                "item_id": self.catalog.ids[candidates].tolist(),
-                "ts": [as_of] * len(candidates),
-            },
-            schema={"user_id": pl.String, "item_id": pl.String, "ts": pl.Int64},
-        )
-        frame = self.behaviour.features(rows)
-        return {name: frame[name].to_numpy() for name in names}
 
 
 def top_k(scored: pl.DataFrame, k: int) -> pl.DataFrame:

@@ -12,6 +12,8 @@ share. The head of the list (what NDCG@10 sees) is the ranker's whenever the sha
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -39,6 +41,16 @@ def top_with_cold_slots(order: np.ndarray, cold: np.ndarray, k: int, slots: int)
     dropped = warm[len(warm) - len(extra) :]
     kept = np.delete(top, dropped)
     return np.concatenate([kept, extra])
+
+
+def lists_with_cold_slots(bounds: np.ndarray, cold: np.ndarray, k: int, slots: int) -> np.ndarray:
+    """:func:`top_with_cold_slots` for users whose candidates lie in consecutive blocks, each sorted best
+    first (``bounds``: the blocks' starts, then the end); the rows of every user's list, user by user."""
+    rows = [
+        start + top_with_cold_slots(np.arange(end - start), cold[start:end], k, slots)
+        for start, end in itertools.pairwise(bounds.tolist())
+    ]
+    return np.concatenate([np.zeros(0, np.int64), *rows])
 
 
 def label_cold_share(target_items: np.ndarray, cold_items: np.ndarray, cap: float) -> float:

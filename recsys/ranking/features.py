@@ -15,6 +15,7 @@ import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.embeddings import user_vectors_from_history
+from recsys.ranking.behaviour import OnlineBehaviour
 
 SEMANTIC_FEATURES = ["user_item_cosine", "max_sim_recent", "mean_sim_recent"]
 ITEM_FEATURES = ["item_age_days"]
@@ -33,71 +34,64 @@ class BehaviouralFeatures(Protocol):
 
 
 def semantic_features(
-    candidates: pl.DataFrame, histories: Histories, item_vectors: np.ndarray, half_life_events: float
-) -> pl.DataFrame:
-    """Cosine of the candidate to the user vector, and max/mean cosine to the user's last items.
+    histories: Histories, offsets: np.ndarray, items: np.ndarray, item_vectors: np.ndarray, half_life: float
+) -> np.ndarray:
+    """[candidates, 3] in :data:`SEMANTIC_FEATURES` order: cosine of the candidate to the user vector,
+    and max/mean cosine to the user's last items (NaN for a user without history).
 
-    ``candidates`` must be sorted by user in the order of ``histories``; computed per user
-    with one small matrix product, so memory stays O(candidates).
+    User ``u``'s candidates are ``items[offsets[u]:offsets[u + 1]]``; one small matrix product per
+    user, so memory stays O(candidates) and a user's values do not depend on the batch around them.
     """
-    position = {user: row for row, user in enumerate(histories.user_ids)}
-    users = candidates["user_id"].to_list()
-    items = candidates["item_idx"].to_numpy()
-    vectors = user_vectors_from_history(item_vectors, histories, half_life_events)
-    cosine = np.full(len(items), np.nan, dtype=np.float32)
-    max_sim = np.full(len(items), np.nan, dtype=np.float32)
-    mean_sim = np.full(len(items), np.nan, dtype=np.float32)
-    boundaries = np.flatnonzero(
-        np.r_[True, np.asarray(users[1:], dtype=object) != np.asarray(users[:-1], dtype=object)]
-    )
-    ends = np.r_[boundaries[1:], len(users)]
-    for start, end in zip(boundaries, ends, strict=True):
-        row = position[users[start]]
-        recent = histories.items[row][-RECENT_FOR_SIMILARITY:]
-        if not len(recent):
+    out = np.full((len(items), len(SEMANTIC_FEATURES)), np.nan, dtype=np.float32)
+    vectors = user_vectors_from_history(item_vectors, histories, half_life)
+    for row, (vector, history) in enumerate(zip(vectors, histories.items, strict=True)):
+        start, end = offsets[row], offsets[row + 1]
+        if start == end or not len(history):
             continue
         candidate_vectors = item_vectors[items[start:end]]
-        cosine[start:end] = candidate_vectors @ vectors[row]
-        sims = candidate_vectors @ item_vectors[recent].T
-        max_sim[start:end] = sims.max(axis=1)
-        mean_sim[start:end] = sims.mean(axis=1)
-    return pl.DataFrame({"user_item_cosine": cosine, "max_sim_recent": max_sim, "mean_sim_recent": mean_sim})
+        sims = candidate_vectors @ item_vectors[history[-RECENT_FOR_SIMILARITY:]].T
+        out[start:end, 0] = candidate_vectors @ vector
+        out[start:end, 1] = sims.max(axis=1)
+        out[start:end, 2] = sims.mean(axis=1)
+    return out
 
 
-def ranking_frame(
-    candidates: pl.DataFrame,
-    histories: Histories,
-    as_of: dict[str, int],
-    catalog: ItemCatalog,
-    items: pl.DataFrame,
-    item_vectors: np.ndarray,
+def behavioural_features(
     behaviour: BehaviouralFeatures,
-    half_life_events: float,
-) -> pl.DataFrame:
-    """Candidates (from :func:`recsys.retrieval.blend.blend`) with every ranking feature.
+    catalog: ItemCatalog,
+    histories: Histories,
+    offsets: np.ndarray,
+    items: np.ndarray,
+    as_of: np.ndarray,
+) -> np.ndarray:
+    """[candidates, features] float64 in ``behaviour.names()`` order, each user's as of ``as_of[u]``.
 
-    ``as_of`` gives, per user, the moment the features describe (strictly earlier events only).
+    The online store is read per user (:meth:`OnlineBehaviour.user_features`, arrays); the offline
+    provider computes the whole batch point in time in one call (its cost is per call, not per row).
     """
-    order = {user: row for row, user in enumerate(histories.user_ids)}
-    candidates = candidates.with_columns(
-        pl.col("user_id").replace_strict(order, return_dtype=pl.Int64).alias("_user_row")
-    ).sort("_user_row", "item_idx")
-    created = items["created_at"].to_numpy().astype(np.float64)
-    frame = candidates.with_columns(
-        pl.Series("item_id", catalog.ids[candidates["item_idx"].to_numpy()].tolist(), dtype=pl.String),
-        pl.col("user_id").replace_strict(as_of, return_dtype=pl.Int64).alias("ts"),
+    names = behaviour.names()
+    if isinstance(behaviour, OnlineBehaviour):
+        out = np.empty((len(items), len(names)), dtype=np.float64)
+        for row, user_id in enumerate(histories.user_ids):
+            start, end = offsets[row], offsets[row + 1]
+            if start < end:
+                out[start:end] = behaviour.user_features(
+                    user_id, int(as_of[row]), items[start:end], seen=histories.items[row]
+                )
+        return out
+    user_rows = np.repeat(np.arange(len(histories)), np.diff(offsets))
+    rows = pl.DataFrame(
+        {
+            "user_id": np.asarray(histories.user_ids, dtype=object)[user_rows].tolist(),
+            "item_id": catalog.ids[items].tolist(),
+            "ts": as_of[user_rows],
+        },
+        schema={"user_id": pl.String, "item_id": pl.String, "ts": pl.Int64},
     )
-    semantic = semantic_features(frame, histories, item_vectors, half_life_events)
-    behavioural = behaviour.features(frame.select("user_id", "item_id", "ts")).drop(
-        "user_id", "item_id", "ts"
-    )
-    age = (frame["ts"].to_numpy() - created[frame["item_idx"].to_numpy()]) / DAY
-    return pl.concat(
-        [
-            frame.drop("_user_row"),
-            semantic,
-            behavioural,
-            pl.DataFrame({"item_age_days": age.astype(np.float32)}),
-        ],
-        how="horizontal",
-    )
+    frame = behaviour.features(rows)
+    return frame.select(pl.col(name).cast(pl.Float64) for name in names).to_numpy().reshape(len(items), -1)
+
+
+def item_features(created_at: np.ndarray, items: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """[candidates, 1] in :data:`ITEM_FEATURES` order: the item's age in days at the row's moment."""
+    return ((ts - created_at[items]) / DAY).astype(np.float32)[:, None]

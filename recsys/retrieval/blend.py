@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 
 from recsys.catalog import Histories
 from recsys.retrieval.base import CandidateSource
@@ -16,46 +16,73 @@ def source_columns(names: Sequence[str]) -> list[str]:
     return [f"cand_{name}_{kind}" for name in names for kind in ("score", "rank")]
 
 
+@dataclass(frozen=True)
+class Blend:
+    """The candidates of a batch of users, flat: user ``u``'s are rows ``offsets[u]:offsets[u + 1]``,
+    in ascending item order. ``ranks``/``scores`` are [candidates, sources] (float32, NaN: the source
+    did not retrieve the item)."""
+
+    source_names: list[str]
+    offsets: np.ndarray
+    items: np.ndarray
+    ranks: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def user_rows(self) -> np.ndarray:
+        """The user (row of the histories) of each candidate."""
+        return np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+
+    def columns(self) -> np.ndarray:
+        """[candidates, 2 × sources] in :func:`source_columns` order (score, rank per source)."""
+        out = np.empty((len(self.items), 2 * len(self.source_names)), dtype=np.float32)
+        out[:, 0::2], out[:, 1::2] = self.scores, self.ranks
+        return out
+
+
 def blend(
     sources: Sequence[CandidateSource],
     histories: Histories,
     per_source_k: int,
     total_k: int,
     allowed: np.ndarray | None = None,
-) -> pl.DataFrame:
+    exclude_seen: bool | None = None,
+) -> Blend:
     """Union of every source's top ``per_source_k``, at most ``total_k`` per user.
 
-    When a user has more, candidates are kept by their best rank in any source, so every
-    source contributes its head. ``allowed`` is a boolean mask over the catalog (metadata
-    filters). A missing score/rank (the item did not come from that source) is null.
-    Columns: user_id, item_idx, sources (list of names), and :func:`source_columns`.
+    When a user has more, candidates are kept by their best rank in any source (ties: smaller item
+    index), so every source contributes its head. ``allowed`` is a boolean mask over the catalog
+    (metadata filters), applied after the sources ranked (ranks stay the sources' own).
+    ``exclude_seen`` overrides the sources' own setting.
     """
-    merged: pl.DataFrame | None = None
-    allowed_idx = None if allowed is None else pl.Series(np.flatnonzero(allowed))
-    for source in sources:
-        frame = source.candidates(histories, per_source_k)
-        if allowed_idx is not None:
-            frame = frame.filter(pl.col("item_idx").is_in(allowed_idx.implode()))
-        frame = frame.rename({"score": f"cand_{source.name}_score", "rank": f"cand_{source.name}_rank"})
-        merged = (
-            frame
-            if merged is None
-            else merged.join(frame, on=["user_id", "item_idx"], how="full", coalesce=True)
-        )
-    assert merged is not None, "at least one candidate source is required"
-    rank_columns = [f"cand_{source.name}_rank" for source in sources]
-    names = [source.name for source in sources]
-    return (
-        merged.with_columns(
-            pl.min_horizontal(rank_columns).alias("_best"),
-            pl.concat_list(
-                [pl.when(pl.col(f"cand_{name}_rank").is_not_null()).then(pl.lit(name)) for name in names]
-            )
-            .list.drop_nulls()
-            .alias("sources"),
-        )
-        .sort(["user_id", "_best", "item_idx"])
-        .with_columns(pl.int_range(pl.len()).over("user_id").alias("_n"))
-        .filter(pl.col("_n") < total_k)
-        .drop("_best", "_n")
-    )
+    if not sources:
+        raise ValueError("at least one candidate source is required")
+    users, items, columns, ranks, scores = [], [], [], [], []
+    for column, source in enumerate(sources):
+        found = source.retrieve(histories, per_source_k, exclude_seen)
+        keep = found.items >= 0
+        if allowed is not None:
+            keep &= allowed[np.maximum(found.items, 0)]
+        rows, slots = np.nonzero(keep)
+        users.append(rows)
+        items.append(found.items[keep])
+        columns.append(np.full(len(rows), column))
+        ranks.append((slots + 1).astype(np.float32))
+        scores.append(found.scores[keep].astype(np.float32))
+    user, item = np.concatenate(users), np.concatenate(items)
+    span = int(item.max()) + 1 if len(item) else 1
+    keys, position = np.unique(user * span + item, return_inverse=True)
+    rank = np.full((len(keys), len(sources)), np.nan, dtype=np.float32)
+    score = np.full((len(keys), len(sources)), np.nan, dtype=np.float32)
+    column_of = np.concatenate(columns)
+    rank[position, column_of], score[position, column_of] = np.concatenate(ranks), np.concatenate(scores)
+    user, item = keys // span, keys % span
+    counts = np.bincount(user, minlength=len(histories))
+    if counts.max(initial=0) > total_k:  # keep each user's best ranks in any source
+        order = np.lexsort((item, np.nanmin(rank, axis=1), user))
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        keep = np.sort(order[np.arange(len(order)) - starts < total_k])
+        user, item, rank, score = user[keep], item[keep], rank[keep], score[keep]
+        counts = np.bincount(user, minlength=len(histories))
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return Blend([found.name for found in sources], offsets, item, rank, score)

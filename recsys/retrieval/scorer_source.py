@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 
 from recsys.catalog import Histories
 from recsys.models.base import Scorer
-from recsys.retrieval.base import CANDIDATE_COLUMNS, CandidateSource
+from recsys.retrieval.base import CandidateSource, Retrieved
 
 MAX_BATCH_CELLS = 20_000_000
 """Score cells (users x items) held at once: 80 MB of float32 whatever the catalog size."""
@@ -69,16 +68,6 @@ class ScorerSource(CandidateSource):
         self.name = name or scorer.kind
         self.max_batch_cells = max_batch_cells
 
-    def candidates(self, histories: Histories, k: int) -> pl.DataFrame:
-        indices, scores = top_k_items(self.scorer, histories, k, self.exclude_seen, self.max_batch_cells)
-        keep = indices >= 0
-        user_rows, positions = np.nonzero(keep)
-        return pl.DataFrame(
-            {
-                "user_id": np.asarray(histories.user_ids, dtype=object)[user_rows].tolist(),
-                "item_idx": indices[keep],
-                "score": scores[keep],
-                "rank": (positions + 1).astype(np.int32),
-            },
-            schema=CANDIDATE_COLUMNS,
-        )
+    def retrieve(self, histories: Histories, k: int, exclude_seen: bool | None = None) -> Retrieved:
+        exclude = self.exclude_seen if exclude_seen is None else exclude_seen
+        return Retrieved(*top_k_items(self.scorer, histories, k, exclude, self.max_batch_cells))

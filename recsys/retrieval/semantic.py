@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import polars as pl
 
 from recsys.catalog import Histories
 from recsys.index.base import ANNIndex
-from recsys.retrieval.base import CANDIDATE_COLUMNS, CandidateSource
+from recsys.retrieval.base import CandidateSource, Retrieved
 
 UserVectors = Callable[[Histories], np.ndarray]
 """Histories -> one vector per user (zeros where there is nothing to go on)."""
@@ -40,19 +39,15 @@ class SemanticSource(CandidateSource):
         self.allow = allow
         self.name = name
 
-    def candidates(self, histories: Histories, k: int) -> pl.DataFrame:
+    def retrieve(self, histories: Histories, k: int, exclude_seen: bool | None = None) -> Retrieved:
+        exclude_seen = self.exclude_seen if exclude_seen is None else exclude_seen
         vectors = self.user_vectors(histories)
         active = np.flatnonzero(np.linalg.norm(vectors, axis=1) > 0)
-        exclude = [histories.items[i] for i in active] if self.exclude_seen else None
+        found = Retrieved.empty(len(histories), k)
+        if not len(active):
+            return found
+        exclude = [histories.items[i] for i in active] if exclude_seen else None
         scores, indices = self.index.search(vectors[active], k, exclude=exclude, allow=self.allow)
-        found = indices >= 0
-        users = np.asarray(histories.user_ids, dtype=object)[active]
-        return pl.DataFrame(
-            {
-                "user_id": np.repeat(users, found.sum(axis=1)).tolist(),
-                "item_idx": indices[found],
-                "score": scores[found],
-                "rank": np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), indices.shape)[found],
-            },
-            schema=CANDIDATE_COLUMNS,
-        )
+        width = indices.shape[1]
+        found.items[active, :width], found.scores[active, :width] = indices, scores
+        return found

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from recsys.config import RankingConfig
-from recsys.ranking.ranker import Ranker, ndcg_at
+from recsys.ranking.ranker import Ranker, ndcg_at, split_values
 from recsys.ranking.training_set import best_single_source
 
 
@@ -43,8 +43,34 @@ def test_ranker_learns_orders_saves_and_explains(tmp_path: Path) -> None:
     ranker.save(tmp_path / "ranker")
     assert (tmp_path / "ranker" / "model.txt").read_text().startswith("tree")
     loaded = Ranker.load(tmp_path / "ranker")
-    assert np.array_equal(loaded.predict(valid), scores)
+    np.testing.assert_allclose(loaded.predict(valid), scores, rtol=0, atol=1e-6)
     assert loaded.features == ["signal", "noise"]
+
+
+def test_loaded_ranker_predicts_with_compiled_trees_equal_to_lightgbm(tmp_path: Path) -> None:
+    config = RankingConfig(n_estimators=80, num_leaves=15, min_child_samples=5)
+    ranker = Ranker.fit(synthetic(150, 5), synthetic(50, 6), ["signal", "noise"], config)
+    assert ranker.compiled is None  # a freshly fitted ranker predicts with LightGBM
+    ranker.save(tmp_path / "ranker")
+    loaded = Ranker.load(tmp_path / "ranker")
+    assert loaded.compiled is not None
+    rng = np.random.default_rng(7)
+    matrix = np.vstack(
+        [
+            split_values(loaded.booster, 3000, seed=11),  # on and beside every threshold, zero, NaN
+            rng.normal(0.5, 1.0, (500, 2)),
+            np.full((1, 2), np.nan),
+        ]
+    )
+    expected = loaded.booster.predict(matrix, num_threads=1)
+    np.testing.assert_allclose(loaded.compiled(matrix), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(loaded.predict_matrix(matrix), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(loaded.predict_matrix(matrix[:1]), expected[:1], rtol=0, atol=1e-6)
+    assert loaded.predict_matrix(matrix[:0]).shape == (0,)
+    loaded.info["fallback_source"] = "x"  # the fallback order applies to the compiled scores alike
+    loaded.features = ["cand_x_rank", "noise"]
+    ranked = loaded.predict_matrix(np.asarray([[2.0, 0.1], [np.nan, 0.1], [1.0, 0.3]]))
+    assert ranked[2] > ranked[0] > ranked[1]
 
 
 def test_refit_without_validation_grows_exactly_the_rounds_asked(tmp_path: Path) -> None:
