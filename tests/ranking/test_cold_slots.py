@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.ranking.cold_slots import label_cold_share, slot_count, top_with_cold_slots
+from recsys.ranking.cold_slots import label_cold_share, lists_with_cold_slots, slot_count, top_with_cold_slots
 
 
 def test_cold_candidates_take_the_last_places_in_their_own_order() -> None:
@@ -42,3 +42,10 @@ def test_label_cold_share_is_the_cold_fraction_capped() -> None:
     assert label_cold_share(np.array([0, 1, 2, 1]), cold, cap=1.0) == 0.25
     assert label_cold_share(np.array([0, 3, 0, 1]), cold, cap=0.5) == 0.5
     assert label_cold_share(np.zeros(0, dtype=np.int64), cold, cap=1.0) == 0.0
+
+
+def test_lists_of_several_users_each_keep_their_cold_places() -> None:
+    # two users' candidates, each block sorted best first: rows 0-3 and 4-6
+    cold = np.array([False, False, True, False, False, True, True])
+    rows = lists_with_cold_slots(np.array([0, 4, 7]), cold, k=2, slots=1)
+    assert rows.tolist() == [0, 2, 4, 5]
