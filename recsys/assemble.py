@@ -45,7 +45,7 @@ def candidate_recommender(
     encoder_dir = ctx.artifact("encoder", evaluated) / "model"
     user_vectors = user_vector_fn(ctx.config, vectors, items, encoder_dir)
     index = load_index(ctx.artifact("index", evaluated))
-    sources = load_sources(ctx.config, ctx.path("retrieval") / models, catalog, index, user_vectors)
+    sources = load_sources(ctx.config, ctx.path("retrieval") / models, catalog, index, user_vectors, vectors)
     behaviour = OfflineBehaviour(read_events(ctx), items, ctx.config.features)
     return Recommender(ctx.config, catalog, items, vectors, sources, behaviour, ranker, ctx.run_id)
 

@@ -88,19 +88,28 @@ def load_sources(
     catalog: ItemCatalog,
     index: ANNIndex,
     user_vectors: UserVectors,
+    item_vectors: np.ndarray | None = None,
 ) -> list[CandidateSource]:
-    """The configured sources, in config order, from a folder written by :func:`fit_sources`."""
+    """The configured sources, in config order, from a folder written by :func:`fit_sources`.
+
+    ``item_vectors`` (the index's rows) make the text sources rescore what they find exactly, so a
+    user alone gets what the same user gets in a batch (:class:`SemanticSource`).
+    """
     names = config.retrieval.sources
     _check(names)
     exclude = config.retrieval.exclude_seen
     sources: list[CandidateSource] = []
     for name in names:
         if name == "semantic":
-            sources.append(SemanticSource(index, user_vectors, exclude_seen=exclude))
+            sources.append(SemanticSource(index, user_vectors, exclude, item_vectors=item_vectors))
         elif name == "cold_text":
             with np.load(folder / "cold_text" / COLD_ITEMS_FILE, allow_pickle=False) as stored:
                 allow = stored["allow"]
-            sources.append(SemanticSource(index, user_vectors, exclude, allow=allow, name=name))
+            sources.append(
+                SemanticSource(
+                    index, user_vectors, exclude, allow=allow, name=name, item_vectors=item_vectors
+                )
+            )
         elif name == "covisit" and (folder / LEGACY_COVISIT_FILE).exists():
             scorer = CovisitScorer.from_config(config.features)
             scorer.from_table(pl.read_parquet(folder / LEGACY_COVISIT_FILE), catalog)

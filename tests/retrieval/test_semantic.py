@@ -61,3 +61,27 @@ def test_an_allow_list_restricts_search_to_those_items_as_cold_text_does() -> No
     by_user = dict(frame.sort("rank").group_by("user_id", maintain_order=True).agg("item_idx").iter_rows())
     assert by_user == {"x-fan": [2, 5], "y-fan": [5, 2]}  # only allowed items, nearest first
     assert cold.name == "cold_text" and base.name == "semantic"
+
+
+def test_rescored_sources_give_a_user_alone_what_the_user_gets_in_a_batch() -> None:
+    """A request (one query) and a batch job (a matrix product) score alike, to the last bit."""
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((400, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    histories = Histories(
+        [f"u{i}" for i in range(60)],
+        [rng.choice(400, size=5, replace=False) for _ in range(60)],
+        [np.arange(5) for _ in range(60)],
+    )
+    for index_cls in (ExactIndex, FlatIndex):
+        index = index_cls(32)
+        index.build(vectors)
+        user_vectors = partial(user_vectors_from_history, vectors, half_life_events=5.0)
+        semantic = SemanticSource(index, user_vectors, item_vectors=vectors)
+        together = semantic.retrieve(histories, 50)
+        for row in range(len(histories)):
+            alone = semantic.retrieve(histories.slice(row, row + 1), 50)
+            np.testing.assert_array_equal(alone.items[0], together.items[row])
+            np.testing.assert_array_equal(alone.scores[0], together.scores[row])
+        plain = SemanticSource(index, user_vectors).retrieve(histories, 50)
+        assert (plain.items == together.items).mean() > 0.95  # the same lists, up to near-ties

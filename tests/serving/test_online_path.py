@@ -85,12 +85,9 @@ def test_score_user_equals_the_batch_path(runs_copy: TinyRun) -> None:
             fast = recommender.score_user(one, now, mask)
             batch = together.user(row)
             np.testing.assert_array_equal(fast.item_idx, batch.item_idx)
-            # the index scores a batch of queries with one matrix product: the last float bits of the
-            # semantic scores may differ from one query's, and near-ties may then swap adjacent ranks
             for column, name in enumerate(fast.feature_names):
-                slack = 1.0 if name == "cand_semantic_rank" else 0.0
                 np.testing.assert_allclose(
-                    fast.features[:, column], batch.features[:, column], rtol=1e-6, atol=slack, err_msg=name
+                    fast.features[:, column], batch.features[:, column], rtol=1e-6, err_msg=name
                 )
             np.testing.assert_allclose(fast.scores, batch.scores, rtol=1e-6, atol=1e-9)
             rows = frame.filter(pl.col("user_id") == user)  # the frame is the batch's arrays, exactly
