@@ -185,6 +185,25 @@ def test_ease_weights_match_the_closed_form() -> None:
     assert np.all(np.diag(scorer.weights) == 0)
 
 
+def test_ease_scores_histories_as_the_closed_form_product_even_after_a_refit() -> None:
+    """Scores are the history rows of B summed over model items (items outside the model add nothing);
+    a refit with other model items scores with the new ones."""
+    catalog, frame = checkerboard()
+    scorer = EASEScorer(lambda_=10.0, max_items=5)
+    histories = Histories.from_interactions(frame, catalog)
+    for max_items in (5, 3):
+        scorer.max_items = max_items
+        scorer.fit(frame, catalog)
+        assert scorer.model_items is not None and scorer.weights is not None
+        scores = scorer.score(histories)
+        for row, items in enumerate(histories.items):
+            modelled = np.isin(scorer.model_items, items).astype(np.float32)
+            np.testing.assert_allclose(
+                scores[row, scorer.model_items], modelled @ scorer.weights, rtol=1e-5, atol=1e-6
+            )
+            assert np.isinf(np.delete(scores[row], scorer.model_items)).all()
+
+
 def test_itemknn_keeps_at_most_the_requested_neighbours() -> None:
     catalog, frame = checkerboard()
     scorer = ItemKNNScorer(neighbors=3, shrink=0.0).fit(frame, catalog)
