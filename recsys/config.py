@@ -299,6 +299,13 @@ class PipelineConfig(Section):
     """Cron of the nightly DAG (read when Airflow parses the DAG file)."""
 
 
+class ScaleConfig(Section):
+    shards: int = Field(1, ge=1)
+    """Shards of catalog embedding (items) and batch recommendations (users): the DAG maps one task per
+    shard, which a CeleryExecutor's workers share; `recsys run` runs them in turn. Output is the same
+    for any count."""
+
+
 class ServingConfig(Section):
     host: str = "127.0.0.1"
     """Interface `recsys serve` listens on."""
@@ -357,6 +364,8 @@ class Config(Section):
     """The batch recommendations job."""
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     """Runs, promotion and scheduling."""
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    """Scale-out: sharded stages across workers."""
     serving: ServingConfig = Field(default_factory=ServingConfig)
     """The HTTP service (serving/); RECSYS_* deployment settings override these."""
     demo: DemoConfig = Field(default_factory=DemoConfig)
