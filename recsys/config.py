@@ -221,6 +221,17 @@ class RetrievalConfig(Section):
     """Never recommend items the user already interacted with."""
 
 
+class DaskConfig(Section):
+    """Ranker training on a Dask cluster (``lightgbm.dask``) when one machine is not enough."""
+
+    scheduler: str | None = None
+    """Address of a running Dask scheduler (e.g. tcp://host:8786); None: no cluster unless local_workers."""
+    local_workers: int = Field(0, ge=0)
+    """Without a scheduler: this many single-threaded local workers (a LocalCluster); 0: off."""
+    min_rows: int = Field(5_000_000, ge=1)
+    """Label rows (candidates x users) from which training goes to the cluster; below, one process."""
+
+
 class RankingConfig(Section):
     label_share: float = Field(0.15, gt=0.0, lt=0.5)
     """Last share of training time used as the label window for the ranker."""
@@ -254,6 +265,8 @@ class RankingConfig(Section):
     """LightGBM threads (about the cores you have)."""
     seed: int = 42
     """Seed of pair sampling, batching and training."""
+    dask: DaskConfig = Field(default_factory=DaskConfig)
+    """Distributed training (lightgbm.dask) for large label sets; off by default."""
 
 
 class EvaluationConfig(Section):
