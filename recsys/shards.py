@@ -38,8 +38,8 @@ def shard_bounds(n_rows: int, shard: int, n_shards: int) -> tuple[int, int]:
 
 
 def part_name(stage: str, shard: int, n_shards: int) -> str:
-    """The part's folder in the run's staging area, beside the stages; the shard count is in the name, so parts of
-    an earlier attempt with another count are never mixed in."""
+    """The part's folder in the run's staging area, beside the stages; the shard count is in the
+    name, so parts of an earlier attempt with another count are never mixed in."""
     return f"{stage}{PART_INFIX}{shard:04d}-of-{n_shards:04d}"
 
 
