@@ -65,6 +65,7 @@ def test_two_shards_give_the_unsharded_embeddings_and_recommendations(tmp_path: 
     # fp32 torch: the int8 ONNX encoder quantizes activations per batch, and batches follow the texts
     # encoded together, so its vectors move (cosine > 0.99) with whatever shares their batch.
     config.embeddings.backend = "torch"
+    config.encoder.fine_tune = False  # the base encoder as it is: what is sharded is the encoding
     one = RunContext.create(config, tmp_path / "data", tmp_path / "runs", "one")
     for stage in pipeline.PIPELINE:
         if stage is not pipeline.evaluation:
