@@ -22,6 +22,12 @@ config, data and runs folders, stage timings), never data: stages read and write
 Stages run one after another in `recsys.pipeline.PIPELINE` order, as `recsys run` does: the
 encoder's fine-tuning is most of the work, and running the cheap stages beside it would only take
 CPU from it. Each stage fits the evaluated recipe and the one the run ships (see `recsys.pipeline`).
+
+* **Sharded.** Catalog embedding and batch recommendations are split into `scale.shards` shards
+  (items, users) mapped over one task each (`embed_shard`, `recommend_shard`, dynamic task
+  mapping); the stage's own task then combines the parts. With the CeleryExecutor the cluster's
+  workers share the shards (the runs folder must be on storage every worker sees); with one
+  shard the DAG does what `recsys run` does.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ STAGES = (
     "recommendations",
 )
 """Task ids, each the name of its `recsys.pipeline` stage function, in pipeline order."""
+SHARDED = {"embeddings": "embed_shard", "recommendations": "recommend_shard"}
+"""Stage -> the `recsys.pipeline` function of one of its shards (a mapped task of that name)."""
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +119,25 @@ def _stage_task(name: str) -> Any:
         return {**run, "timings": {**run["timings"], **ctx.timings}, "output": str(output)}
 
     return run_stage
+
+
+@task
+def shard_ids(run: RunInfo) -> list[int]:
+    """The shards the sharded stages map over (`scale.shards`)."""
+    return list(range(Config.model_validate(run["config"]).scale.shards))
+
+
+def _shard_task(name: str) -> Any:
+    """A mapped task running one shard of a stage; the stage's task then combines the parts."""
+
+    @task(task_id=name, doc_md=f"Runs `recsys.pipeline.{name}` for one shard (skipped when its part exists).")
+    def run_shard(run: RunInfo, shard: int) -> None:
+        from recsys import pipeline
+
+        # No run lock: the shards of a run are written at once by design, each part atomically.
+        getattr(pipeline, name)(_context(run), shard, force=run["force"])
+
+    return run_shard
 
 
 @task
@@ -178,8 +205,14 @@ def prune(run: RunInfo) -> list[str]:
 )
 def recsys_nightly() -> None:
     run: Any = prepare()  # TaskFlow calls take and return XComArgs, resolved to RunInfo at run time
+    shards = shard_ids(run)
     for name in STAGES:
-        run = _stage_task(name)(run)
+        if name in SHARDED:
+            parts = _shard_task(SHARDED[name]).partial(run=run).expand(shard=shards)
+            run = _stage_task(name)(run)
+            parts >> run
+        else:
+            run = _stage_task(name)(run)
     published: Any = publish(run)
     push_online(published) >> prune(published)
 

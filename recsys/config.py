@@ -182,8 +182,9 @@ class IndexConfig(Section):
     """auto: flat below hnsw_min_items, HNSW up to ivf_min_items, IVF above."""
     hnsw_min_items: int = 50_000
     """auto: HNSW from this many items (exact flat search below)."""
-    ivf_min_items: int = 1_000_000
-    """auto: IVF from this many items."""
+    ivf_min_items: int = 2_000_000
+    """auto: IVF from this many items. At 1M items HNSW gives more recall than IVF at every speed
+    (bench/ann_bench.py), for ~30x the build time (IVF k-means on 100k rows); above 2M untested."""
     hnsw_m: int = 32
     """HNSW links per node: more is more accurate, bigger and slower to build."""
     hnsw_ef_construction: int = 200
@@ -221,6 +222,17 @@ class RetrievalConfig(Section):
     """EASE inverts an items×items matrix: only the most popular items take part above this."""
     exclude_seen: bool = True
     """Never recommend items the user already interacted with."""
+
+
+class DaskConfig(Section):
+    """Ranker training on a Dask cluster (``lightgbm.dask``) when one machine is not enough."""
+
+    scheduler: str | None = None
+    """Address of a running Dask scheduler (e.g. tcp://host:8786); None: no cluster unless local_workers."""
+    local_workers: int = Field(0, ge=0)
+    """Without a scheduler: this many single-threaded local workers (a LocalCluster); 0: off."""
+    min_rows: int = Field(5_000_000, ge=1)
+    """Label rows (candidates x users) from which training goes to the cluster; below, one process."""
 
 
 class RankingConfig(Section):
@@ -261,6 +273,8 @@ class RankingConfig(Section):
     of the label window's events that went to such items, up to cold_share_max."""
     cold_share_max: float = Field(0.2, ge=0.0, le=1.0)
     """Most of each list the measured cold share may take."""
+    dask: DaskConfig = Field(default_factory=DaskConfig)
+    """Distributed training (lightgbm.dask) for large label sets; off by default."""
 
 
 class EvaluationConfig(Section):
@@ -304,6 +318,13 @@ class PipelineConfig(Section):
     rises, or its long-tail share falls, by more than this (absolute) over the promoted run's."""
     schedule: str = "0 2 * * *"
     """Cron of the nightly DAG (read when Airflow parses the DAG file)."""
+
+
+class ScaleConfig(Section):
+    shards: int = Field(1, ge=1)
+    """Shards of catalog embedding (items) and batch recommendations (users): the DAG maps one task per
+    shard, which a CeleryExecutor's workers share; `recsys run` runs them in turn. Output is the same
+    for any count."""
 
 
 class ServingConfig(Section):
@@ -364,6 +385,8 @@ class Config(Section):
     """The batch recommendations job."""
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     """Runs, promotion and scheduling."""
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    """Scale-out: sharded stages across workers."""
     serving: ServingConfig = Field(default_factory=ServingConfig)
     """The HTTP service (serving/); RECSYS_* deployment settings override these."""
     demo: DemoConfig = Field(default_factory=DemoConfig)

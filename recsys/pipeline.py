@@ -36,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from recsys.assemble import candidate_recommender, ranking_feature_names
@@ -49,6 +50,7 @@ from recsys.promotion import publish
 from recsys.ranking.ranker import Ranker
 from recsys.ranking.training_set import train_ranker
 from recsys.run_context import EVALUATED, RunContext, read_events, read_items, read_vectors
+from recsys.shards import concat_parquet, drop_parts, run_part, shard_bounds
 
 STAGES = (
     "data",
@@ -218,21 +220,47 @@ def _encoder_models(ctx: RunContext) -> dict[str, Path]:
     return {EVALUATED: ctx.artifact("encoder", evaluated=True) / "model", "": ctx.path("encoder") / "model"}
 
 
-@_stage("embeddings")
-def embeddings(ctx: RunContext, out: Path) -> None:
-    """Encode the whole catalog with the evaluated and the shipped encoder: GPU fp16 when present, else
-    ``embeddings.backend`` (ONNX int8 by default) when it agrees with fp32 torch; the choice, and the
-    measured agreement, are recorded in ``encoder.json``."""
+def embed_shard(ctx: RunContext, shard: int, n_shards: int | None = None, force: bool = False) -> Path:
+    """Encode one contiguous slice of the catalog with the evaluated and the shipped encoder: GPU fp16
+    when present, else ``embeddings.backend`` (ONNX int8 by default) when it agrees with fp32 torch.
+
+    Agreement is measured on the whole catalog's texts (a seeded sample), so every shard makes the
+    same choice; the choice and the measured agreement are recorded beside the vectors.
+    """
     from recsys.embeddings import encode_items, item_texts, select_encoder
     from recsys.encoder.model import load_encoder
 
-    cfg = ctx.config.embeddings
-    items = read_items(ctx)
-    texts = item_texts(items, cfg.template)
-    for folder, model_dir in _encoder_models(ctx).items():
-        choice = select_encoder(load_encoder(str(model_dir)), model_dir.parent / "onnx", cfg, texts)
-        encode_items(choice.encoder, items, cfg).save(out / folder / "items.npz")
-        (out / folder / ENCODER_CHOICE).write_text(json.dumps(choice.to_json(), indent=2) + "\n")
+    n_shards = n_shards or ctx.config.scale.shards
+
+    def body(out: Path) -> None:
+        cfg = ctx.config.embeddings
+        items = read_items(ctx)
+        texts = item_texts(items, cfg.template)
+        start, stop = shard_bounds(items.height, shard, n_shards)
+        for folder, model_dir in _encoder_models(ctx).items():
+            choice = select_encoder(load_encoder(str(model_dir)), model_dir.parent / "onnx", cfg, texts)
+            encode_items(choice.encoder, items[start:stop], cfg).save(out / folder / "items.npz")
+            (out / folder / ENCODER_CHOICE).write_text(json.dumps(choice.to_json(), indent=2) + "\n")
+
+    return run_part(ctx, "embeddings", shard, n_shards, body, force)
+
+
+@_stage("embeddings")
+def embeddings(ctx: RunContext, out: Path) -> None:
+    """The catalog's vectors: every shard of ``embed_shard`` (those not done yet run here, in turn),
+    concatenated in catalog order; the encoder choice (``encoder.json``) is the first shard's."""
+    from recsys.embeddings import ItemEmbeddings
+
+    n_shards = ctx.config.scale.shards
+    parts = [embed_shard(ctx, shard, n_shards) for shard in range(n_shards)]
+    for folder in _encoder_models(ctx):
+        pieces = [ItemEmbeddings.load(part / folder / "items.npz") for part in parts]
+        ids = np.concatenate([piece.ids for piece in pieces])
+        ItemEmbeddings(ids, np.concatenate([piece.vectors for piece in pieces])).save(
+            out / folder / "items.npz"
+        )
+        shutil.copyfile(parts[0] / folder / ENCODER_CHOICE, out / folder / ENCODER_CHOICE)
+    drop_parts(ctx, "embeddings")
 
 
 @_stage("index")
@@ -281,20 +309,45 @@ def evaluation(ctx: RunContext, out: Path) -> None:
     console.print(report.table())
 
 
-@_stage("recommendations")
-def recommendations(ctx: RunContext, out: Path) -> None:
-    """Top-k for every user as of now from what the run ships, to Parquet, in chunks of users."""
+RECOMMENDATION_COLUMNS = ["user_id", "item_id", "rank", "score"]
+
+
+def recommend_shard(ctx: RunContext, shard: int, n_shards: int | None = None, force: bool = False) -> Path:
+    """Top-k as of now, from what the run ships, for one contiguous slice of the run's users (sorted
+    by id), to a Parquet part (in chunks of users)."""
     from recsys.batch import write_recommendations
 
-    recommender = candidate_recommender(ctx, "serving", Ranker.load(ctx.path("ranker")), evaluated=False)
-    events = read_events(ctx)
-    now = int(events["ts"].max()) + 1  # type: ignore[arg-type]
-    histories = Histories.from_interactions(events, recommender.catalog)
-    cfg = ctx.config.recommend
-    columns = ["user_id", "item_id", "rank", "score"]
-    write_recommendations(
-        recommender, histories, now, cfg.k, cfg.chunk_users, out / "recommendations.parquet", columns
-    )
+    n_shards = n_shards or ctx.config.scale.shards
+
+    def body(out: Path) -> None:
+        recommender = candidate_recommender(ctx, "serving", Ranker.load(ctx.path("ranker")), evaluated=False)
+        events = read_events(ctx)
+        now = int(events["ts"].max()) + 1  # type: ignore[arg-type]
+        # Shards are slices of the sorted users: concatenated, they give every user in one order.
+        users = events["user_id"].unique().sort().to_list()
+        start, stop = shard_bounds(len(users), shard, n_shards)
+        cfg = ctx.config.recommend
+        write_recommendations(
+            recommender,
+            Histories.from_interactions(events, recommender.catalog, users=users[start:stop]),
+            now,
+            cfg.k,
+            cfg.chunk_users,
+            out / "recommendations.parquet",
+            RECOMMENDATION_COLUMNS,
+        )
+
+    return run_part(ctx, "recommendations", shard, n_shards, body, force)
+
+
+@_stage("recommendations")
+def recommendations(ctx: RunContext, out: Path) -> None:
+    """Top-k for every user: every shard of ``recommend_shard`` (those not done yet run here, in
+    turn), concatenated in user order into one Parquet file."""
+    n_shards = ctx.config.scale.shards
+    parts = [recommend_shard(ctx, shard, n_shards) / "recommendations.parquet" for shard in range(n_shards)]
+    concat_parquet(parts, out / "recommendations.parquet")
+    drop_parts(ctx, "recommendations")
 
 
 PIPELINE = (

@@ -14,6 +14,7 @@ import polars as pl
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import RankingConfig
 from recsys.ranking.cold_slots import label_cold_share
+from recsys.ranking.dask_training import fit_ranker
 from recsys.ranking.ranker import Ranker, ndcg_at
 from recsys.recommend import Recommender
 
@@ -81,7 +82,8 @@ def train_ranker(
 
     With ``config.refit``, the model is then grown again, with the chosen number of trees, on the
     whole label window (both halves as targets of ``history``): twice the labels, and the same
-    shape of task as evaluation and serving (everything after a moment is a target).
+    shape of task as evaluation and serving (everything after a moment is a target). Both fits go
+    to a Dask cluster when ``config.dask`` configures one and the label set is large enough.
     Records the label window's share of events on cold items (``cold_share``, see
     :mod:`recsys.ranking.cold_slots`).
     """
@@ -92,12 +94,12 @@ def train_ranker(
         )
 
     valid = rows(pl.concat([history, label_train]), label_valid)
-    model = Ranker.fit(rows(history, label_train), valid, names, config)
+    model = fit_ranker(rows(history, label_train), valid, names, config)
     fallback = best_single_source(model, valid)
     if config.refit:
         chosen = model.info
         rounds = max(1, round(chosen["best_iteration"] * config.refit_rounds_factor))
-        model = Ranker.fit(
+        model = fit_ranker(
             rows(history, pl.concat([label_train, label_valid])), None, names, config, rounds=rounds
         )
         model.info |= {"valid_ndcg@10": chosen["valid_ndcg@10"], "early_stopping": chosen, "refit": True}

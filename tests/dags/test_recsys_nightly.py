@@ -48,6 +48,7 @@ print("RESULT " + json.dumps({{
             "retries": task.retries,
             "backoff": task.retry_exponential_backoff,
             "upstream": sorted(task.upstream_task_ids),
+            "mapped": bool(getattr(task, "is_mapped", False)),
         }}
         for task in dag.tasks
     }},
@@ -142,10 +143,19 @@ def _pipeline_stage_names() -> list[str]:
 def test_one_task_per_pipeline_stage_in_order(parsed_dag: dict[str, Any]) -> None:
     tasks = parsed_dag["tasks"]
     order = ["prepare", *_pipeline_stage_names(), "publish", "push_online"]
-    assert sorted(tasks) == sorted([*order, "prune"])
+    shard_tasks = {"embeddings": "embed_shard", "recommendations": "recommend_shard"}
+    assert sorted(tasks) == sorted([*order, "prune", "shard_ids", *shard_tasks.values()])
     for upstream, task_id in itertools.pairwise(order):
-        assert tasks[task_id]["upstream"] == [upstream], task_id
+        # a sharded stage combines the parts of its mapped shard task, which runs after the same upstream
+        shard_task = shard_tasks.get(task_id)
+        expected = sorted([upstream, shard_task]) if shard_task else [upstream]
+        assert tasks[task_id]["upstream"] == expected, task_id
+        if shard_task:
+            assert tasks[shard_task]["upstream"] == sorted([upstream, "shard_ids"])
+            assert tasks[shard_task]["mapped"]
     assert tasks["prepare"]["upstream"] == []
+    assert tasks["shard_ids"]["upstream"] == ["prepare"]
+    assert not any(task["mapped"] for name, task in tasks.items() if name not in shard_tasks.values())
     # Retention after the push, and also when the push was skipped (trigger rule none_failed).
     assert tasks["prune"]["upstream"] == ["publish", "push_online"]
 
