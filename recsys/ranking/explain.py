@@ -72,7 +72,9 @@ def explain_user(
     k: int | None = 20,
     allowed: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """The user's ``k`` best candidates (all of them when ``k`` is None), best first.
+    """The user's ``k`` best candidates, best first: the list served for ``k`` (cold items' places
+    included, see :mod:`recsys.ranking.cold_slots`); all candidates in the ranker's order when ``k``
+    is None.
 
     Columns: user_id, rank, item_id, title, score, sources, every ranking feature's value,
     ``bias`` and ``contrib_<feature>`` for each feature; per row, bias + contributions == score.
@@ -80,7 +82,7 @@ def explain_user(
     """
     ranker = _require_ranker(recommender)
     scored = recommender.scored_candidates(user_histories(histories, user_id), {user_id: as_of}, allowed)
-    ranked = top_k(scored, scored.height if k is None else k)
+    ranked = top_k(scored, scored.height) if k is None else recommender.top_k(scored, k)
     explained = _titled(recommender, with_contributions(ranker, ranked)).rename({"ts": "as_of"})
     leading = ["user_id", "rank", "item_id", "title", "score", "sources"]
     rest = [c for c in explained.columns if c not in leading and not c.startswith(CONTRIB_PREFIX)]
