@@ -12,7 +12,8 @@ config, data and runs folders, stage timings), never data: stages read and write
   (minus `pipeline.gate_tolerance`); a rejected run stays listed with its reason and the
   serving run stays current. `push_online` then loads the promoted run's batch
   recommendations and materialized features into the online store (skipped when rejected), and
-  `prune` keeps the newest `pipeline.keep_runs` runs (retention).
+  `prune` keeps the newest `pipeline.keep_runs` runs (retention; never one a running experiment
+  serves).
 * **Configured** by Params (`config`, `data_dir`, `runs_dir`, `force`) or, when they are empty,
   by the environment: `RECSYS_CONFIG` (YAML path), `RECSYS_PIPELINE__DATA_DIR`,
   `RECSYS_PIPELINE__RUNS_DIR` and any other `RECSYS_<SECTION>__<KEY>` override. Relative
