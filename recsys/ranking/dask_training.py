@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from recsys.config import DaskConfig, RankingConfig
-from recsys.ranking.ranker import Ranker, ndcg_at
+from recsys.ranking.ranker import Ranker, feature_matrix, group_sizes, lambdarank_params, ndcg_at
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -68,16 +68,6 @@ def dask_client(config: DaskConfig) -> Iterator[Client]:
         yield client
 
 
-def _features(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
-    """float32 feature matrix, nulls as NaN (what :meth:`Ranker.predict` feeds LightGBM)."""
-    return frame.select([pl.col(name).cast(pl.Float32) for name in features]).to_numpy().astype(np.float32)
-
-
-def _group_sizes(frame: pl.DataFrame) -> np.ndarray:
-    """Rows of each consecutive user group (frames are sorted by user)."""
-    return frame.group_by("user_id", maintain_order=True).len()["len"].to_numpy()
-
-
 def _partitions(groups: np.ndarray, parts: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(rows, groups) per partition: about equal rows, never a group cut in two."""
     ends = np.cumsum(groups)
@@ -102,24 +92,10 @@ def fit_on_cluster(
     import lightgbm as lgb
 
     workers = len(client.scheduler_info()["workers"])
-    groups = _group_sizes(train)
+    groups = group_sizes(train)
     row_chunks, group_chunks = _partitions(groups, workers)
-    matrix = _features(train, features)
-    model = lgb.DaskLGBMRanker(
-        client=client,
-        objective="lambdarank",
-        n_estimators=rounds or config.n_estimators,
-        learning_rate=config.learning_rate,
-        num_leaves=config.num_leaves,
-        min_child_samples=config.min_child_samples,
-        subsample=0.8,
-        subsample_freq=1,
-        colsample_bytree=0.8,
-        random_state=config.seed,
-        deterministic=True,
-        force_row_wise=True,
-        verbose=-1,
-    )
+    matrix = feature_matrix(train, features)
+    model = lgb.DaskLGBMRanker(client=client, **lambdarank_params(config, rounds))
     model.fit(
         da.from_array(matrix, chunks=(row_chunks, matrix.shape[1])),
         da.from_array(train["label"].to_numpy(), chunks=(row_chunks,)),
@@ -144,7 +120,7 @@ def _early_stopped(
     booster: Any, valid: pl.DataFrame, features: list[str], patience: int
 ) -> tuple[int, float]:
     """(trees kept, their validation NDCG@10): LightGBM's early-stopping rule, applied tree by tree."""
-    matrix = _features(valid, features)
+    matrix = feature_matrix(valid, features)
     scores = np.zeros(valid.height, dtype=np.float64)
     best_iteration, best_ndcg, since = 0, -np.inf, 0
     for iteration in range(booster.current_iteration()):

@@ -29,9 +29,27 @@ FALLBACK_FLOOR = -1e9
 """With a fallback source, candidates it did not retrieve score below every one it did."""
 
 
-def _matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
+def feature_matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
     """Feature matrix with nulls as NaN (LightGBM treats NaN as missing)."""
     return frame.select([pl.col(name).cast(pl.Float32) for name in features]).to_numpy().astype(np.float32)
+
+
+def lambdarank_params(config: RankingConfig, rounds: int | None = None) -> dict[str, Any]:
+    """LightGBM's lambdarank settings of the ranker, in one process or on a Dask cluster."""
+    return {
+        "objective": "lambdarank",
+        "n_estimators": rounds or config.n_estimators,
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_child_samples": config.min_child_samples,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "random_state": config.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
 
 
 def ndcg_at(frame: pl.DataFrame, scores: np.ndarray, k: int = 10) -> float:
@@ -114,7 +132,7 @@ def compile_trees(booster: lightgbm.Booster) -> Callable[[np.ndarray], np.ndarra
     return predict
 
 
-def _groups(frame: pl.DataFrame) -> np.ndarray:
+def group_sizes(frame: pl.DataFrame) -> np.ndarray:
     """Group sizes of consecutive rows per user (the frame must be sorted by user)."""
     return frame.group_by("user_id", maintain_order=True).len()["len"].to_numpy()
 
@@ -144,35 +162,21 @@ class Ranker:
         """
         import lightgbm as lgb
 
-        model = lgb.LGBMRanker(
-            objective="lambdarank",
-            n_estimators=rounds or config.n_estimators,
-            learning_rate=config.learning_rate,
-            num_leaves=config.num_leaves,
-            min_child_samples=config.min_child_samples,
-            subsample=0.8,
-            subsample_freq=1,
-            colsample_bytree=0.8,
-            random_state=config.seed,
-            deterministic=True,
-            force_row_wise=True,
-            n_jobs=config.threads,
-            verbose=-1,
-        )
-        info: dict[str, Any] = {"train_rows": train.height, "train_groups": len(_groups(train))}
+        model = lgb.LGBMRanker(**lambdarank_params(config, rounds), n_jobs=config.threads)
+        info: dict[str, Any] = {"train_rows": train.height, "train_groups": len(group_sizes(train))}
         validation: dict[str, Any] = {}
         if valid is not None:
             validation = {
-                "eval_X": (_matrix(valid, features),),
+                "eval_X": (feature_matrix(valid, features),),
                 "eval_y": (valid["label"].to_numpy(),),
-                "eval_group": [_groups(valid)],
+                "eval_group": [group_sizes(valid)],
                 "eval_at": [10],
                 "callbacks": [lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
             }
         model.fit(
-            _matrix(train, features),
+            feature_matrix(train, features),
             train["label"].to_numpy(),
-            group=_groups(train),
+            group=group_sizes(train),
             feature_name=features,
             **validation,
         )
@@ -189,7 +193,7 @@ class Ranker:
         return cls(booster, features, info)
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.predict_matrix(_matrix(frame, self.features))
+        return self.predict_matrix(feature_matrix(frame, self.features))
 
     def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
         """Scores of candidate rows (columns in ``features`` order): batch and online both come here,
@@ -216,7 +220,7 @@ class Ranker:
         score is that rank feature's; one it did not keeps the model's contributions, and the floor
         that puts it below the others is the rank feature's (it is missing).
         """
-        matrix = _matrix(frame, self.features)
+        matrix = feature_matrix(frame, self.features)
         values = np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=1), dtype=np.float64)
         fallback = self.info.get("fallback_source")
         if fallback is not None and len(values):
