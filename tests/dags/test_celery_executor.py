@@ -9,13 +9,11 @@ is created unpaused and its latest interval is due.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -36,36 +34,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A throwaway redis-server on a free port, no persistence: the Celery broker."""
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    if not Path(binary).exists():
-        pytest.skip("redis-server not installed")
-    port = _free_port()
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(
-        [binary, *args, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    import redis
-
-    client = redis.Redis(port=port)
-    try:
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("redis-server did not start")
-        yield f"redis://127.0.0.1:{port}"
-    finally:
-        client.close()
-        process.kill()
-        process.wait()
 
 
 def _dag_runs(database: Path) -> list[tuple[str, str]]:
@@ -100,8 +68,9 @@ def test_nightly_dag_under_celery_two_workers_two_shards(tmp_path: Path, redis_u
     api_port = _free_port()
     env = airflow_env(home) | {
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-        "AIRFLOW__CELERY__BROKER_URL": f"{redis_url}/0",
-        "AIRFLOW__CELERY__RESULT_BACKEND": f"{redis_url}/1",
+        # the suite's redis-server (its database 0 holds the store tests' keys): broker 2, results 3
+        "AIRFLOW__CELERY__BROKER_URL": redis_url.rsplit("/", 1)[0] + "/2",
+        "AIRFLOW__CELERY__RESULT_BACKEND": redis_url.rsplit("/", 1)[0] + "/3",
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
         "AIRFLOW__API_AUTH__JWT_SECRET": "recsys-celery-test-secret",
