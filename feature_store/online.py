@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import polars as pl
 
@@ -373,6 +373,29 @@ def _key(view: FeatureView, event: Mapping[str, Any]) -> tuple[str, ...] | None:
     return None if any(part is None for part in key) else key
 
 
+class HasEventId(Protocol):
+    @property
+    def event_id(self) -> str | None: ...
+
+
+Logged = TypeVar("Logged", bound=HasEventId)
+
+
+def unlogged(events: Iterable[Logged], known: set[str]) -> list[Logged]:
+    """The events a write takes: no id in ``known`` (the log's), no id repeated earlier in the batch.
+
+    ``known`` grows with the ids taken.
+    """
+    fresh = []
+    for event in events:
+        if event.event_id is not None:
+            if event.event_id in known:
+                continue
+            known.add(event.event_id)
+        fresh.append(event)
+    return fresh
+
+
 def apply_events(
     store: OnlineStore, events: pl.DataFrame, items: pl.DataFrame, config: FeaturesConfig
 ) -> EventsApplied:
@@ -387,13 +410,7 @@ def apply_events(
     with store.exclusive():
         as_of = _check_definitions(store)
         known = store.known_event_ids([event.event_id for event in logged if event.event_id])
-        fresh: list[LoggedEvent] = []
-        for event in logged:
-            if event.event_id is not None:
-                if event.event_id in known:
-                    continue
-                known.add(event.event_id)
-            fresh.append(event)
+        fresh = unlogged(logged, known)
         stale = [event for event in fresh if as_of is not None and event.ts < as_of]
         if stale:
             raise FeatureInputError(

@@ -20,23 +20,11 @@ if TYPE_CHECKING:
     from feature_store.online_store import Outcome
 
 
-def _fresh(events: list[Event], known: set[str]) -> list[Event]:
-    """The events a write takes: not already logged, not repeating an id earlier in the batch."""
-    fresh = []
-    for event in events:
-        if event.event_id is not None:
-            if event.event_id in known:
-                continue
-            known.add(event.event_id)
-        fresh.append(event)
-    return fresh
-
-
 def _apply(state: ServingState, events: list[Event]) -> tuple[EventsApplied, list[Outcome]]:
     """Log and apply the events, and log what they mean for an experiment, in one write under the
     store's lock (durable before the answer; a retried event is attributed once)."""
     from feature_store.offline import FeatureInputError
-    from feature_store.online import OnlineStoreBusy, apply_events
+    from feature_store.online import OnlineStoreBusy, apply_events, unlogged
 
     frame = pl.DataFrame(
         [event.model_dump(exclude={"recommendation_id"}) for event in events],
@@ -57,7 +45,7 @@ def _apply(state: ServingState, events: list[Event]) -> tuple[EventsApplied, lis
             applied = apply_events(state.store, frame, state.recommender.items, state.config.features)
             posted = [
                 PostedEvent(event.user_id, event.item_id, event.ts, event.event, event.recommendation_id)
-                for event in _fresh(events, known)
+                for event in unlogged(events, known)
             ]
             return applied, attribute(state.store, posted, active)
     except OnlineStoreBusy:
