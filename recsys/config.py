@@ -256,6 +256,10 @@ class RankingConfig(Section):
     """Rounds without a better validation NDCG@10 before training stops."""
     max_users: int | None = 20000
     """Users sampled (seeded) for ranker training when there are more."""
+    max_rows: int = Field(1_000_000, ge=1000)
+    """Labelled candidate rows (users x retrieval.candidates_k) of one training set at most: fewer users
+    are sampled (seeded) when more would exceed it. Bounds the ranker stage's time and memory whatever
+    the number of users (LightGBM's time per tree grows with rows)."""
     graded: bool = False
     """Labels 2 for items rated >= 4 and 1 for other interactions (default: 1 for any interaction,
     as the evaluation counts them)."""

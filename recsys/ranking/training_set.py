@@ -69,6 +69,13 @@ def labelled_candidates(
     return frame.filter(pl.col("user_id").is_in(useful.implode())).sort("user_id", "item_idx")
 
 
+def training_users(config: RankingConfig, candidates_k: int) -> int:
+    """Users sampled for one training set: ``max_users``, fewer when their candidates would exceed
+    ``max_rows``."""
+    by_rows = max(1, config.max_rows // candidates_k)
+    return by_rows if config.max_users is None else min(config.max_users, by_rows)
+
+
 def train_ranker(
     recommender: Recommender,
     history: pl.DataFrame,
@@ -88,10 +95,10 @@ def train_ranker(
     :mod:`recsys.ranking.cold_slots`).
     """
 
+    max_users = training_users(config, recommender.config.retrieval.candidates_k)
+
     def rows(before: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
-        return labelled_candidates(
-            recommender, before, targets, config.max_users, config.seed, graded=config.graded
-        )
+        return labelled_candidates(recommender, before, targets, max_users, config.seed, graded=config.graded)
 
     valid = rows(pl.concat([history, label_train]), label_valid)
     model = fit_ranker(rows(history, label_train), valid, names, config)

@@ -1,0 +1,59 @@
+"""The ranker's training sets: a row budget bounds them whatever the number of users."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.assemble import ranking_feature_names
+from recsys.catalog import ItemCatalog
+from recsys.config import Config, RankingConfig
+from recsys.data import load_dataset
+from recsys.data.demo import DemoSpec, write_demo
+from recsys.data.splits import global_split, time_at_share
+from recsys.models.popularity import PopularityScorer
+from recsys.ranking.behaviour import OfflineBehaviour
+from recsys.ranking.training_set import train_ranker, training_users
+from recsys.recommend import Recommender
+from recsys.retrieval.scorer_source import ScorerSource
+
+CANDIDATES_K = 20
+
+
+def test_training_users_fit_the_row_budget() -> None:
+    assert training_users(RankingConfig(max_users=None, max_rows=10_000), 500) == 20
+    assert training_users(RankingConfig(max_users=15, max_rows=10_000), 500) == 15
+    assert training_users(RankingConfig(max_users=None, max_rows=1_000), 5_000) == 1
+
+
+@pytest.mark.parametrize("max_rows", [1_000, 100_000])
+def test_training_sets_stay_within_max_rows(tmp_path_factory: pytest.TempPathFactory, max_rows: int) -> None:
+    folder = tmp_path_factory.mktemp("training_set")
+    write_demo(folder, DemoSpec(users=300, items=100, events=6000, topics=4, days=40, seed=3))
+    dataset = load_dataset(folder)
+    items, events = dataset.items, dataset.interactions
+    config = Config.model_validate(
+        {
+            "retrieval": {"sources": ["popular"], "per_source_k": CANDIDATES_K},
+            "ranking": {"n_estimators": 5, "min_child_samples": 5, "threads": 1, "max_rows": max_rows},
+        }
+    )
+    config.retrieval.candidates_k = CANDIDATES_K
+    catalog = ItemCatalog.from_items(items)
+    popular = PopularityScorer(days=config.retrieval.popular_days).fit(events, catalog)
+    vectors = np.eye(len(catalog), 8, dtype=np.float32)
+    behaviour = OfflineBehaviour(events, items, config.features)
+    recommender = Recommender(
+        config, catalog, items, vectors, [ScorerSource(popular, name="popular")], behaviour, None
+    )
+    history, later = global_split(events, time_at_share(events, 0.5))
+    train, valid = global_split(later, time_at_share(later, 0.5))
+    names = ranking_feature_names(config, behaviour)
+    model = train_ranker(recommender, history, train, valid, names, config.ranking)
+    users_with_targets = pl.concat([train, valid])["user_id"].n_unique()
+    cap = max_rows // CANDIDATES_K
+    assert model.info["train_rows"] <= max_rows
+    assert model.info["train_groups"] <= min(cap, users_with_targets)
+    if cap >= users_with_targets:  # no sampling: every user whose targets were retrieved takes part
+        assert model.info["train_groups"] > 50
