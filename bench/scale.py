@@ -52,10 +52,16 @@ def bench_shape(users: int, items: int, events: int, regime: str, scratch: Path)
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     stages = list(rows[0]["stages_s"]) if rows else []
-    header = ["users", "items", "events", "wall s", "peak GiB", *stages]
+    header = ["users", "items", "events", "wall s", "CPU s", "peak GiB", *stages]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [f"{row['users']:,}", f"{row['items']:,}", f"{row['events']:,}", f"{row['wall_s']:.0f}"]
+        cells = [
+            f"{row['users']:,}",
+            f"{row['items']:,}",
+            f"{row['events']:,}",
+            f"{row['wall_s']:.0f}",
+            f"{row.get('cpu_s', 0):.0f}",
+        ]
         cells += [f"{row['peak_rss_gib']:.2f}", *(f"{row['stages_s'].get(s, 0):.0f}" for s in stages)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
