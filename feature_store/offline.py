@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -94,6 +95,18 @@ def _events(interactions: pl.DataFrame, items: pl.DataFrame) -> pl.LazyFrame:
         )
         .join(categories, on=ITEM_ID, how="left")
     )
+
+
+@dataclass(frozen=True)
+class EventLog:
+    """Interactions in the feature store's columns with each item's category, prepared once: point-in-
+    time frames for many batches of rows (chunks of a batch job) cut it instead of preparing it again."""
+
+    events: pl.DataFrame
+
+    @classmethod
+    def of(cls, interactions: pl.DataFrame, items: pl.DataFrame) -> EventLog:
+        return cls(_events(interactions, items).collect())
 
 
 def _as_of(events: pl.LazyFrame, as_of: int) -> pl.LazyFrame:
@@ -196,19 +209,21 @@ def _check_rows(rows: pl.DataFrame) -> pl.DataFrame:
 
 def training_frame(
     rows: pl.DataFrame,
-    interactions: pl.DataFrame,
+    interactions: pl.DataFrame | EventLog,
     items: pl.DataFrame,
     config: FeaturesConfig,
     feature_set: FeatureSet | None = None,
 ) -> pl.DataFrame:
     """``rows`` (any columns incl. user_id, item_id, ts) in the same order plus one Float64 column per
-    feature of ``feature_set`` (default: all), each computed from events with ``ts < row.ts``."""
+    feature of ``feature_set`` (default: all), each computed from events with ``ts < row.ts``
+    (``interactions``, or an :class:`EventLog` of them prepared once for many calls)."""
     registry = build_registry(config)
     features = registry.resolve(feature_set or default_feature_set(config))
     rows = _check_rows(rows)
     if rows.is_empty():
         return rows.with_columns(pl.lit(None, pl.Float64).alias(feature.name) for feature in features)
-    events = _events(interactions, items).collect().lazy()
+    log = interactions if isinstance(interactions, EventLog) else EventLog.of(interactions, items)
+    events = log.events.lazy()
     indexed = rows.with_row_index(ROW)
     parts = []
     for (moment,), group in indexed.group_by(TS):

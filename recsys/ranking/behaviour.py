@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,7 @@ META_CHECK_S = 1.0
 
 if TYPE_CHECKING:
     from feature_store.definitions import Feature, FeatureView
+    from feature_store.offline import EventLog
     from feature_store.online import OnlineStore
 
 
@@ -41,7 +43,14 @@ class OfflineBehaviour:
     def features(self, rows: pl.DataFrame) -> pl.DataFrame:
         from feature_store.offline import training_frame
 
-        return training_frame(rows, self.interactions, self.items, self.config)
+        return training_frame(rows, self.event_log, self.items, self.config)
+
+    @cached_property
+    def event_log(self) -> EventLog:
+        """The interactions prepared once: every batch (chunk) cuts the same log at its moments."""
+        from feature_store.offline import EventLog
+
+        return EventLog.of(self.interactions, self.items)
 
 
 def _float_values(series: pl.Series) -> np.ndarray:

@@ -14,6 +14,8 @@ UserVectors = Callable[[Histories], np.ndarray]
 """Histories -> one vector per user (zeros where there is nothing to go on)."""
 RESCORE_MARGIN = 16
 """Extra items asked of the index per user before exact rescoring cuts the list to k."""
+RESCORE_BLOCK = 64
+"""Users rescored at once: their gathered item vectors stay small (cache-sized), whatever the batch."""
 
 
 class SemanticSource(CandidateSource):
@@ -72,8 +74,20 @@ def rescored(
 
     An index scores a batch of queries with one matrix product (BLAS), one query with a vector
     product: the last bits differ, and near-ties swap between a batch job and a request. Each
-    product here is one einsum row, whose sum runs the same way whatever the batch holds.
+    product here is one einsum row, whose sum runs the same way whatever the batch holds; users go in
+    blocks of :data:`RESCORE_BLOCK`, so the gathered vectors never grow with the batch.
     """
+    if len(queries) > RESCORE_BLOCK:
+        blocks = [
+            rescored(
+                queries[start : start + RESCORE_BLOCK],
+                indices[start : start + RESCORE_BLOCK],
+                item_vectors,
+                k,
+            )
+            for start in range(0, len(queries), RESCORE_BLOCK)
+        ]
+        return np.concatenate([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
     found = indices >= 0
     safe = np.where(found, indices, 0)
     queries = np.ascontiguousarray(queries, dtype=np.float32)

@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 
 from feature_store.covisit import covisitation
 from feature_store.offline import (
+    EventLog,
     FeatureInputError,
     materialize,
     read_materialized,
@@ -159,6 +160,9 @@ def test_one_cutoff_for_many_rows_equals_rows_one_by_one() -> None:
     together = training_frame(rows, log, catalog, CONFIG)
     one_by_one = pl.concat([training_frame(rows[k], log, catalog, CONFIG) for k in range(rows.height)])
     assert_frame_equal(together, one_by_one, check_exact=True)
+    prepared = EventLog.of(log, catalog)  # prepared once, as a batch job's chunks share it
+    reused = pl.concat([training_frame(rows[k], prepared, catalog, CONFIG) for k in range(rows.height)])
+    assert_frame_equal(together, reused, check_exact=True)
 
 
 def test_covisitation_known_answer() -> None:

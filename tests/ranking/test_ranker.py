@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from recsys.config import RankingConfig
-from recsys.ranking.ranker import Ranker, ndcg_at, split_values
+from recsys.ranking.ranker import PARALLEL_ROWS, Ranker, ndcg_at, split_values
 from recsys.ranking.training_set import best_single_source
 
 
@@ -66,6 +66,10 @@ def test_loaded_ranker_predicts_with_compiled_trees_equal_to_lightgbm(tmp_path: 
     np.testing.assert_allclose(loaded.compiled(matrix), expected, rtol=0, atol=1e-6)
     np.testing.assert_allclose(loaded.predict_matrix(matrix), expected, rtol=0, atol=1e-6)
     np.testing.assert_allclose(loaded.predict_matrix(matrix[:1]), expected[:1], rtol=0, atol=1e-6)
+    many = np.tile(matrix, (PARALLEL_ROWS // len(matrix) + 1, 1))  # scored on every core: the same bits
+    np.testing.assert_array_equal(
+        loaded.compiled(many), np.tile(loaded.compiled(matrix), len(many) // len(matrix))
+    )
     assert loaded.predict_matrix(matrix[:0]).shape == (0,)
     loaded.info["fallback_source"] = "x"  # the fallback order applies to the compiled scores alike
     loaded.features = ["cand_x_rank", "noise"]

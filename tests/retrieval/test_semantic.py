@@ -8,7 +8,7 @@ from recsys.catalog import Histories
 from recsys.embeddings import user_vectors_from_history
 from recsys.index import ExactIndex, FlatIndex
 from recsys.retrieval.base import CANDIDATE_COLUMNS
-from recsys.retrieval.semantic import SemanticSource
+from recsys.retrieval.semantic import RESCORE_BLOCK, SemanticSource
 
 # Items 0-2 point along x, 3-5 along y; item 6 is in between.
 ITEM_VECTORS = np.asarray(
@@ -64,14 +64,16 @@ def test_an_allow_list_restricts_search_to_those_items_as_cold_text_does() -> No
 
 
 def test_rescored_sources_give_a_user_alone_what_the_user_gets_in_a_batch() -> None:
-    """A request (one query) and a batch job (a matrix product) score alike, to the last bit."""
+    """A request (one query) and a batch job (a matrix product, rescored in blocks of users) score
+    alike, to the last bit."""
+    users = 2 * RESCORE_BLOCK + 5
     rng = np.random.default_rng(7)
     vectors = rng.standard_normal((400, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     histories = Histories(
-        [f"u{i}" for i in range(60)],
-        [rng.choice(400, size=5, replace=False) for _ in range(60)],
-        [np.arange(5) for _ in range(60)],
+        [f"u{i}" for i in range(users)],
+        [rng.choice(400, size=5, replace=False) for _ in range(users)],
+        [np.arange(5) for _ in range(users)],
     )
     for index_cls in (ExactIndex, FlatIndex):
         index = index_cls(32)
