@@ -17,7 +17,8 @@ same past in this process: popularity all-time and recent, ItemKNN, ALS, EASE, c
 pretrained-text similarity. Slices: cold items (<= 3 past events) and sparse users (<= 5 past
 events). Variants (ablation of text): ``fine_tuned`` (the default recipe), ``pretrained`` (the base
 encoder, not fine-tuned), ``no_text`` (no semantic source and no text features); ``cold_text`` adds
-the text-similarity source restricted to items with <= 3 events.
+the text-similarity source restricted to items with <= 3 events; ``more_sources`` adds ALS and ItemKNN
+candidates (and their features).
 
 Writes ``quality.json`` and ``quality.md`` (the README's table) into ``--out``.
 """
@@ -55,6 +56,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     "fine_tuned": {},
     "pretrained": {"RECSYS_ENCODER__FINE_TUNE": "false"},
     "cold_text": {"RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, popular, ease]"},
+    "more_sources": {
+        "RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, popular, ease, als, itemknn]"
+    },
     "no_text": {
         "RECSYS_ENCODER__FINE_TUNE": "false",
         "RECSYS_RETRIEVAL__SOURCES": "[covisit, popular, ease]",
