@@ -74,21 +74,25 @@ def weight_units(weight: pl.Expr) -> pl.Expr:
     return (weight * WEIGHT_UNIT).round().cast(pl.Int64)
 
 
-def user_history(events: pl.LazyFrame, recent_items: int) -> pl.LazyFrame:
-    """``[user_id, item_id, ts]``: each user's last ``recent_items`` events, oldest first."""
+def user_history(events: pl.LazyFrame, recent_items: int, per: tuple[str, ...] = (USER_ID,)) -> pl.LazyFrame:
+    """``[*per, item_id, ts]``: the last ``recent_items`` events of each ``per`` group (a user, or a user
+    at one of their moments), oldest first."""
     return (
-        events.select(USER_ID, ITEM_ID, TS)
-        .sort(SEQUENCE_ORDER)
-        .filter(pl.int_range(pl.len()).over(USER_ID) >= pl.len().over(USER_ID).cast(pl.Int64) - recent_items)
+        events.select(*per, ITEM_ID, TS)
+        .sort([*per, TS, ITEM_ID])
+        .filter(pl.int_range(pl.len()).over(per) >= pl.len().over(per).cast(pl.Int64) - recent_items)
     )
 
 
-def covisit_scores(history: pl.LazyFrame, table: pl.LazyFrame) -> pl.LazyFrame:
-    """``[user_id, item_id, covisit_weight_sum]``: table weights from history events to each item, summed."""
+def covisit_scores(
+    history: pl.LazyFrame, table: pl.LazyFrame, per: tuple[str, ...] = (USER_ID,)
+) -> pl.LazyFrame:
+    """``[*per, item_id, covisit_weight_sum]``: table weights from history events to each item, summed
+    per ``per`` group (a user, or a user at one of their moments)."""
     return (
-        history.select(USER_ID, ITEM_ID)
+        history.select(*per, ITEM_ID)
         .join(table, on=ITEM_ID)
-        .group_by(USER_ID, OTHER_ITEM_ID)
+        .group_by(*per, OTHER_ITEM_ID)
         .agg((weight_units(pl.col(WEIGHT)).sum() / WEIGHT_UNIT).alias("covisit_weight_sum"))
         .rename({OTHER_ITEM_ID: ITEM_ID})
     )

@@ -2,10 +2,9 @@
 
 :func:`materialize` computes every view's state from events with ``ts < as_of`` only.
 :func:`training_frame` joins features to arbitrary ``(user_id, item_id, ts)`` rows so that
-each row sees only events strictly before its own ts: rows are grouped by distinct ts and
-the (user/item-restricted) state is materialized once per ts. The ranker's usual case,
-many rows at one cutoff, therefore costs one materialization; the cost grows linearly with
-the number of distinct ts values, never with the number of rows.
+each row sees only events before its own ts: the user side (a user's own views and history) for
+every (user, ts) in one pass, exactly; the item side once per distinct ts, or per moment of a grid
+at or before the ts when there are more than :data:`ITEM_GRID` (bounded work, never a later event).
 
 :func:`assemble` turns state into feature values at a moment ``now``; the online store
 calls the same function, which is why online and offline values agree.
@@ -21,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from feature_store.covisit import covisit_scores, covisitation_lazy, user_history
@@ -47,8 +47,11 @@ HISTORY = "history"
 COVISIT_TABLE = "covisit_table"
 """Frame ``[item_id, other_item_id, weight]``: the co-visitation table."""
 MANIFEST = "features.json"
-ROW = "_row"
 ORDER = "_order"
+ITEM_AS_OF = "_item_as_of"
+"""The moment a training row's item-side state is cut at (see :func:`item_moments`)."""
+ITEM_GRID = 48
+"""Item-side moments of one training frame at most: their state is computed once per moment."""
 
 HISTORY_SCHEMA: dict[str, pl.DataType] = {USER_ID: pl.String(), ITEM_ID: pl.String(), TS: pl.Int64()}
 COVISIT_SCHEMA: dict[str, pl.DataType] = {
@@ -116,12 +119,15 @@ def _as_of(events: pl.LazyFrame, as_of: int) -> pl.LazyFrame:
     )
 
 
-def view_state(view: FeatureView, events: pl.LazyFrame, items: pl.LazyFrame) -> pl.LazyFrame:
+def view_state(
+    view: FeatureView, events: pl.LazyFrame, items: pl.LazyFrame, per: tuple[str, ...] = ()
+) -> pl.LazyFrame:
     """The view's state: its aggregations over the past events (or the catalog) grouped by entity
-    keys; rows with a null key (an event whose item has no category) take no part."""
+    keys (and ``per``: also by the moment each event was cut at); rows with a null key (an event whose
+    item has no category) take no part."""
     source = items if view.source == "items" else events
     source = source.filter(*(pl.col(key).is_not_null() for key in view.entity.keys))
-    return source.group_by(*view.entity.keys).agg(
+    return source.group_by(*view.entity.keys, *per).agg(
         expr for aggregation in view.aggregations for expr in aggregation.polars()
     )
 
@@ -199,12 +205,28 @@ def assemble(
 
 def _check_rows(rows: pl.DataFrame) -> pl.DataFrame:
     _require(rows, (USER_ID, ITEM_ID, TS), "rows")
-    reserved = [column for column in rows.columns if column in (ROW, ORDER, NOW)]
+    reserved = [column for column in rows.columns if column in (ORDER, NOW, AS_OF, ITEM_AS_OF)]
     if reserved:
         raise FeatureInputError(f"rows: reserved column names {', '.join(reserved)}")
     return rows.with_columns(
         pl.col(USER_ID).cast(pl.String), pl.col(ITEM_ID).cast(pl.String), pl.col(TS).cast(pl.Int64)
     )
+
+
+def item_moments(ts: pl.Series, points: int = ITEM_GRID) -> pl.Series:
+    """Each ``ts`` moved down to one of at most ``points`` moments (quantiles of the distinct ts; the ts
+    themselves when there are no more): item-side state is computed once per moment, never after the ts."""
+    values = ts.to_numpy()
+    distinct = np.unique(values)
+    if len(distinct) <= points:
+        return pl.Series(ITEM_AS_OF, values, pl.Int64)
+    grid = np.unique(np.quantile(distinct, np.linspace(0.0, 1.0, points), method="lower"))
+    return pl.Series(ITEM_AS_OF, grid[np.searchsorted(grid, values, side="right") - 1], pl.Int64)
+
+
+def _is_user_side(view: FeatureView) -> bool:
+    """State built from one user's own events (user, user x item, user x category views)."""
+    return view.source == "events" and USER_ID in view.entity.keys
 
 
 def training_frame(
@@ -215,8 +237,15 @@ def training_frame(
     feature_set: FeatureSet | None = None,
 ) -> pl.DataFrame:
     """``rows`` (any columns incl. user_id, item_id, ts) in the same order plus one Float64 column per
-    feature of ``feature_set`` (default: all), each computed from events with ``ts < row.ts``
-    (``interactions``, or an :class:`EventLog` of them prepared once for many calls)."""
+    feature of ``feature_set`` (default: all), read out at the row's ts from ``interactions`` (or an
+    :class:`EventLog` of them prepared once for many calls) before it.
+
+    User-side state (the user's own views and recent history) is computed from the user's events
+    strictly before the row's ts, for every (user, ts) in one pass; item-side state (item views and
+    co-visitation) as of :func:`item_moments` of the ts: the ts itself for up to :data:`ITEM_GRID`
+    distinct moments, else the grid moment at or before it. So a user's latest events always count,
+    as they do online, where item state comes from the last push and user state is live.
+    """
     registry = build_registry(config)
     features = registry.resolve(feature_set or default_feature_set(config))
     rows = _check_rows(rows)
@@ -224,21 +253,83 @@ def training_frame(
         return rows.with_columns(pl.lit(None, pl.Float64).alias(feature.name) for feature in features)
     log = interactions if isinstance(interactions, EventLog) else EventLog.of(interactions, items)
     events = log.events.lazy()
-    indexed = rows.with_row_index(ROW)
-    parts = []
-    for (moment,), group in indexed.group_by(TS):
-        assert isinstance(moment, int)
-        frames = _materialize(
-            events,
-            items,
-            moment,
-            config,
-            registry,
-            users=group[USER_ID].unique(),
-            item_ids=group[ITEM_ID].unique(),
+    frame = rows.with_row_index(ORDER).with_columns(
+        pl.col(TS).alias(NOW), pl.col(TS).alias(AS_OF), item_moments(rows[TS])
+    )
+    per = (USER_ID, AS_OF)
+    user_frames = _user_side(events, frame, registry, config)
+    item_frames = _item_side(events, items, frame, user_frames[HISTORY], registry, config)
+    joined = frame.lazy()
+    for view in registry.views.values():
+        if view.source == "covisit":
+            joined = joined.join(item_frames[COVISIT_TABLE].lazy(), on=[*per, ITEM_ID], how="left")
+        elif _is_user_side(view):
+            keys, row_keys = [*view.entity.keys, AS_OF], [*view.entity.row_keys, AS_OF]
+            joined = joined.join(user_frames[view.name].lazy(), left_on=row_keys, right_on=keys, how="left")
+        else:
+            keys, row_keys = [*view.entity.keys, ITEM_AS_OF], [*view.entity.row_keys, ITEM_AS_OF]
+            joined = joined.join(item_frames[view.name].lazy(), left_on=row_keys, right_on=keys, how="left")
+    values = [feature.polars() for feature in features]
+    return joined.sort(ORDER).select(*rows.columns, *values).collect()
+
+
+def _user_side(
+    events: pl.LazyFrame, frame: pl.DataFrame, registry: Registry, config: FeaturesConfig
+) -> dict[str, pl.DataFrame]:
+    """User-side views' state and the recent history per (user, ``AS_OF``): each from that user's own
+    events before the moment, with their age at it."""
+    moments = frame.select(USER_ID, AS_OF).unique().lazy()
+    past = (
+        events.join(moments, on=USER_ID)
+        .filter(pl.col(TS) < pl.col(AS_OF))
+        .with_columns((pl.col(AS_OF) - pl.col(TS)).alias(AGE))
+    )
+    candidates = past.filter(pl.col(ITEM_ID).is_in(frame[ITEM_ID].unique().implode()))
+    no_catalog = pl.LazyFrame()  # user-side views aggregate events only
+    plans = {
+        view.name: view_state(
+            view, candidates if ITEM_ID in view.entity.keys else past, no_catalog, per=(AS_OF,)
         )
-        parts.append(assemble(group, frames, moment, registry, features))
-    return pl.concat(parts).sort(ROW).drop(ROW)
+        for view in registry.views.values()
+        if _is_user_side(view)
+    }
+    plans[HISTORY] = user_history(past, config.recent_items, per=(USER_ID, AS_OF))
+    return dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
+
+
+def _item_side(
+    events: pl.LazyFrame,
+    items: pl.DataFrame,
+    frame: pl.DataFrame,
+    history: pl.DataFrame,
+    registry: Registry,
+    config: FeaturesConfig,
+) -> dict[str, pl.DataFrame]:
+    """Item-side views' state per ``ITEM_AS_OF`` moment, and co-visitation scores per (user, ``AS_OF``)
+    from the table as of the row's item moment (under :data:`COVISIT_TABLE`)."""
+    parts: dict[str, list[pl.DataFrame]] = {}
+    for (moment,), group in frame.group_by(ITEM_AS_OF):
+        assert isinstance(moment, int)
+        past = _as_of(events, moment)
+        group_items = group[ITEM_ID].unique().implode()
+        plans: dict[str, pl.LazyFrame] = {}
+        for view in registry.views.values():
+            if view.source == "covisit" or _is_user_side(view):
+                continue
+            scope, catalog = past, items.lazy()
+            if set(view.entity.keys) == {ITEM_ID}:
+                scope = past.filter(pl.col(ITEM_ID).is_in(group_items))
+                catalog = catalog.filter(pl.col(ITEM_ID).is_in(group_items))
+            plans[view.name] = view_state(view, scope, catalog).with_columns(
+                pl.lit(moment, pl.Int64).alias(ITEM_AS_OF)
+            )
+        users_then = group.select(USER_ID, AS_OF).unique().lazy()
+        group_history = history.lazy().join(users_then, on=[USER_ID, AS_OF], how="semi")
+        table = covisitation_lazy(past, config, sources=group_history)
+        plans[COVISIT_TABLE] = covisit_scores(group_history, table, per=(USER_ID, AS_OF))
+        for name, state in zip(plans, pl.collect_all(list(plans.values())), strict=True):
+            parts.setdefault(name, []).append(state)
+    return {name: pl.concat(states) for name, states in parts.items()}
 
 
 def write_materialized(

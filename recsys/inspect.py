@@ -321,8 +321,7 @@ class RunInspector:
         """The evaluation split and top-k lists of recsys and each of its sources (models fitted on train)."""
         from recsys.assemble import candidate_recommender, evaluated_ranker
         from recsys.evaluation.protocol import make_split
-        from recsys.evaluation.run_eval import topk_matrix
-        from recsys.ranking.training_set import snap_down
+        from recsys.evaluation.run_eval import first_test_moments, topk_matrix
 
         config = self.config
         split = make_split(
@@ -335,8 +334,7 @@ class RunInspector:
         )
         recommender = candidate_recommender(self.context, "eval", evaluated_ranker(self.context))
         users = split.histories.user_ids
-        first = dict(split.test.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
-        as_of = dict(zip(users, snap_down(np.asarray([first[u] for u in users])).tolist(), strict=True))
+        as_of = first_test_moments(split)
         k = max(config.evaluation.ks)
         scored = recommender.scored_candidates(split.histories, as_of)
         lists = {"recsys": topk_matrix(recommender.top_k(scored, k), users, k)}

@@ -13,8 +13,10 @@ from polars.testing import assert_frame_equal
 
 from feature_store.covisit import covisitation
 from feature_store.offline import (
+    ITEM_GRID,
     EventLog,
     FeatureInputError,
+    item_moments,
     materialize,
     read_materialized,
     training_frame,
@@ -147,6 +149,26 @@ def test_events_at_or_after_the_row_time_change_nothing(seed: int) -> None:
         )
         after = training_frame(rows[index], pl.concat([log, future]).sort("ts"), catalog, CONFIG)
         assert_frame_equal(after, before[index], check_exact=True)
+
+
+def test_many_moments_cut_user_state_exactly_and_item_state_on_the_grid() -> None:
+    """With more distinct ts than ITEM_GRID, a user's own events up to the row's ts still count
+    (user, user x item, user x category features exact), while item features are those of the grid
+    moment at or before the ts (never a later event)."""
+    catalog, log = make_log(4)
+    rows = random_rows(log, 4, n=4 * ITEM_GRID)
+    assert rows["ts"].n_unique() > ITEM_GRID
+    frame = training_frame(rows, log, catalog, CONFIG)
+    grid = item_moments(rows["ts"])
+    assert grid.n_unique() <= ITEM_GRID and (grid <= rows["ts"]).all() and (grid < rows["ts"]).any()
+    for row, item_moment in zip(frame.iter_rows(named=True), grid.to_list(), strict=True):
+        exact = brute_force(log, catalog, row["user_id"], row["item_id"], row["ts"])
+        gridded = brute_force(log, catalog, row["user_id"], row["item_id"], item_moment)
+        for name, value in exact.items():
+            if name.startswith(("user_", "ui_")):
+                assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+            elif name.startswith("item_") and not name.startswith(("item_days_since", "item_events_")):
+                assert row[name] == pytest.approx(gridded[name], rel=1e-9, abs=1e-12), name
 
 
 def test_one_cutoff_for_many_rows_equals_rows_one_by_one() -> None:
