@@ -296,8 +296,9 @@ class EvaluationConfig(Section):
         ]
     )
     """Baselines evaluated beside recsys on the same split, in the same process."""
-    max_users: int | None = None
-    """Test users sampled (seeded) for evaluation; None: all."""
+    max_users: int | None = 20000
+    """Test users sampled (seeded) for evaluation; None: all. The evaluation's cost grows with its users;
+    20,000 users measure NDCG@10 to about ±0.003 (one standard error), so more rarely change a decision."""
 
 
 class RecommendConfig(Section):
