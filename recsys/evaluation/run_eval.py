@@ -59,9 +59,13 @@ def candidate_recall(candidates: pl.DataFrame, user_ids: list[str], truths: list
 
 
 def first_test_moments(split: EvalSplit) -> dict[str, int]:
-    """Each test user's moment: their first test event."""
-    first = dict(split.test.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
-    return {user: int(first[user]) for user in split.histories.user_ids}
+    """Each test user's moment: their first test event, snapped down to the as-of grid."""
+    from recsys.ranking.training_set import snap_down
+
+    users = split.histories.user_ids
+    first_test = split.test.group_by("user_id").agg(pl.col("ts").min())
+    first = dict(zip(first_test["user_id"].to_list(), first_test["ts"].to_list(), strict=True))
+    return dict(zip(users, snap_down(np.asarray([first[user] for user in users])).tolist(), strict=True))
 
 
 def evaluate_recommender(
