@@ -139,44 +139,20 @@ def state_schema(view: FeatureView, config: FeaturesConfig) -> dict[str, pl.Data
     return dict(view_state(view, empty_events, empty_items.lazy()).collect_schema())
 
 
-def _materialize(
-    events: pl.LazyFrame,
-    items: pl.DataFrame,
-    as_of: int,
-    config: FeaturesConfig,
-    registry: Registry,
-    users: pl.Series | None = None,
-    item_ids: pl.Series | None = None,
-) -> dict[str, pl.DataFrame]:
-    past = _as_of(events, as_of)
-    catalog = items.lazy()
-    by_user, by_item = past, past
-    if users is not None:
-        by_user = past.filter(pl.col(USER_ID).is_in(users.implode()))
-    if item_ids is not None:
-        by_item = past.filter(pl.col(ITEM_ID).is_in(item_ids.implode()))
-        catalog = catalog.filter(pl.col(ITEM_ID).is_in(item_ids.implode()))
-    plans: dict[str, pl.LazyFrame] = {}
-    for view in registry.views.values():
-        if view.source == "covisit":
-            continue
-        keys = set(view.entity.keys)
-        scope = by_item if keys == {ITEM_ID} else by_user
-        if item_ids is not None and keys == {USER_ID, ITEM_ID}:
-            scope = scope.filter(pl.col(ITEM_ID).is_in(item_ids.implode()))
-        plans[view.name] = view_state(view, scope, catalog)
-    history = user_history(by_user, config.recent_items)
-    plans[HISTORY] = history
-    plans[COVISIT_TABLE] = covisitation_lazy(past, config, sources=history if users is not None else None)
-    return dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
-
-
 def materialize(
     interactions: pl.DataFrame, items: pl.DataFrame, as_of: int, config: FeaturesConfig
 ) -> dict[str, pl.DataFrame]:
     """Every view's state, plus ``history`` and ``covisit_table``, from events with ``ts < as_of``."""
     registry = build_registry(config)
-    return _materialize(_events(interactions, items), items, as_of, config, registry)
+    past = _as_of(_events(interactions, items), as_of)
+    plans = {
+        view.name: view_state(view, past, items.lazy())
+        for view in registry.views.values()
+        if view.source != "covisit"
+    }
+    plans[HISTORY] = user_history(past, config.recent_items)
+    plans[COVISIT_TABLE] = covisitation_lazy(past, config)
+    return dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
 
 
 def assemble(
