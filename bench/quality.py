@@ -59,6 +59,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "more_sources": {
         "RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, popular, ease, als, itemknn]"
     },
+    # the ranker's label window as wide as the per-user test horizon (20% of a user's events)
+    "wide_labels": {"RECSYS_RANKING__LABEL_SHARE": "0.25"},
     "no_text": {
         "RECSYS_ENCODER__FINE_TUNE": "false",
         "RECSYS_RETRIEVAL__SOURCES": "[covisit, popular, ease]",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from srv_helpers import CONFIG, RUN_ID, LiveServer, TinyRun, start_server, stop_server
+from srv_helpers import CONFIG, RUN_ID, LiveServer, TinyRun, copy_tree, start_server, stop_server
 
 from recsys.config import load_config
 from recsys.data.demo import DemoSpec, write_demo
@@ -41,7 +40,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
 def runs_copy(tiny_run: TinyRun, tmp_path: Path) -> TinyRun:
     """A private copy of the runs folder (its own online store): tests that write don't meet."""
     target = tmp_path / "runs"
-    shutil.copytree(tiny_run.runs_dir, target)
+    copy_tree(tiny_run.runs_dir, target)
     return TinyRun(target, tiny_run.config_path, tiny_run.run_id)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,11 +23,30 @@ RUN_ID = "run-serving"
 TOKEN = "test-token-0123456789"
 
 
+# encoder weights are written once (temp file, rename) and never in place: copies may share them
+SHARED_WEIGHTS = frozenset({".safetensors", ".onnx"})
+
+
 @dataclass(frozen=True)
 class TinyRun:
     runs_dir: Path
     config_path: Path
     run_id: str
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy a runs folder or a run, hard-linking the encoder weights (~290 MB a copy otherwise).
+
+    Everything else is copied, so a test may still rewrite a ranker model or a store in place.
+    """
+
+    def copy(src: str, dst: str) -> None:
+        if Path(src).suffix in SHARED_WEIGHTS:
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(source, target, copy_function=copy)
 
 
 def settings_for(run: TinyRun, token: str | None = TOKEN, **limits: object) -> ServingSettings:

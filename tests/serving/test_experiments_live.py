@@ -4,7 +4,6 @@ many users, clicks generated with a known higher rate for one arm, and the repor
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from srv_helpers import TOKEN, LiveServer, TinyRun
+from srv_helpers import TOKEN, LiveServer, TinyRun, copy_tree
 from typer.testing import CliRunner
 
 from recsys.artifacts import RunStore, atomic_write_json
@@ -31,7 +30,7 @@ USERS = 300
 def copy_run(run: TinyRun, run_id: str) -> None:
     """A second finished run (the tiny run under another id): the treatment arm's."""
     store = RunStore(run.runs_dir)
-    shutil.copytree(store.run_dir(run.run_id), store.run_dir(run_id))
+    copy_tree(store.run_dir(run.run_id), store.run_dir(run_id))
     atomic_write_json(store.run_dir(run_id) / "manifest.json", {**store.manifest(run_id), "run_id": run_id})
 
 

@@ -3,7 +3,6 @@ and schemathesis over the OpenAPI schema (no 5xx)."""
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
-from srv_helpers import TOKEN, LiveServer, TinyRun, batch_answer, stop_server
+from srv_helpers import TOKEN, LiveServer, TinyRun, batch_answer, copy_tree, stop_server
 
 from recsys.artifacts import RunStore, atomic_write_json
 from recsys.config import load_config
@@ -53,7 +52,7 @@ def test_reload_under_load_drops_no_request(
 ) -> None:
     server = live_server(workers=2)
     store = RunStore(runs_copy.runs_dir)
-    shutil.copytree(store.run_dir(runs_copy.run_id), store.run_dir("run-next"))
+    copy_tree(store.run_dir(runs_copy.run_id), store.run_dir("run-next"))
     manifest = store.manifest("run-next")
     atomic_write_json(store.run_dir("run-next") / "manifest.json", {**manifest, "run_id": "run-next"})
     users = [f"u{i}" for i in range(1, 40)] + ["someone-new"]
@@ -94,7 +93,9 @@ def test_reload_under_load_drops_no_request(
                 time.sleep(0.3)
             else:
                 pytest.fail("not every worker serves the promoted run")
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30  # a busy machine may take a while to answer the hammering
+        while "run-next" not in served and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         stop.set()
         for thread in threads:
