@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.models import (
@@ -22,6 +23,7 @@ from recsys.models import (
     interaction_matrix,
     load_scorer,
 )
+from recsys.models.ease import dense_gram, mirror_lower, symmetric_inverse
 
 DAY = 86_400
 GROUP_A = [f"i{n}" for n in range(10)]
@@ -183,6 +185,33 @@ def test_ease_weights_match_the_closed_form() -> None:
     np.testing.assert_array_equal(scorer.model_items, used)
     np.testing.assert_allclose(scorer.weights, expected, atol=1e-4)
     assert np.all(np.diag(scorer.weights) == 0)
+
+
+def test_ease_gram_summed_over_user_chunks_is_the_whole_product() -> None:
+    rng = np.random.default_rng(3)
+    x = sp.random(230, 40, density=0.2, format="csr", dtype=np.float32, random_state=rng)
+    x.data[:] = 1.0
+    np.testing.assert_array_equal(dense_gram(x, chunk_users=17), (x.T @ x).toarray())
+
+
+def test_ease_inverse_in_place_matches_numpy_across_mirror_blocks() -> None:
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((70, 70))
+    spd = (a @ a.T + 70 * np.eye(70)).astype(np.float32)
+    expected = np.linalg.inv(spd.astype(np.float64))
+    matrix = spd.copy()
+    inverse = symmetric_inverse(matrix)
+    assert inverse is matrix  # no second matrix
+    np.testing.assert_allclose(inverse, expected, rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(inverse, inverse.T)
+    mirrored = np.tril(spd) + np.tril(spd, -1).T
+    mirror_lower(lower := np.tril(spd), block=16)
+    np.testing.assert_array_equal(lower, mirrored)
+
+
+def test_ease_inverse_refuses_a_matrix_that_is_not_positive_definite() -> None:
+    with pytest.raises(np.linalg.LinAlgError):
+        symmetric_inverse(-np.eye(5, dtype=np.float32))
 
 
 def test_ease_scores_histories_as_the_closed_form_product_even_after_a_refit() -> None:
