@@ -64,6 +64,11 @@ class Histories:
         """Users ``start..stop-1`` (the arrays are shared, not copied)."""
         return Histories(self.user_ids[start:stop], self.items[start:stop], self.timestamps[start:stop])
 
+    def take(self, rows: Sequence[int]) -> Histories:
+        """The users at ``rows``, in that order (the arrays are shared, not copied)."""
+        user_ids = [self.user_ids[r] for r in rows]
+        return Histories(user_ids, [self.items[r] for r in rows], [self.timestamps[r] for r in rows])
+
     def chunks(self, size: int) -> Iterator[Histories]:
         """Consecutive slices of at most ``size`` users: batch work whose memory the chunk bounds."""
         for start in range(0, len(self), size):

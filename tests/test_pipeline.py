@@ -178,6 +178,33 @@ def test_batch_output_is_the_same_whatever_the_chunk_size(finished_run: RunConte
     assert_frame_equal(chunked.select(expected.columns), expected, check_row_order=False)
 
 
+def test_evaluation_is_the_same_whatever_the_chunk_size(finished_run: RunContext) -> None:
+    """Chunks take users in the order of their moments; every user's list and every metric stay put."""
+    import numpy as np
+
+    from recsys.assemble import candidate_recommender, evaluated_ranker
+    from recsys.catalog import ItemCatalog
+    from recsys.evaluation.protocol import make_split
+    from recsys.evaluation.run_eval import evaluate_recommender
+    from recsys.run_context import read_events, read_items
+
+    config = finished_run.config
+    split = make_split(
+        read_events(finished_run),
+        ItemCatalog.from_items(read_items(finished_run)),
+        config.split.protocol,
+        config.split.test_share,
+        config.split.min_user_events,
+    )
+    recommender = candidate_recommender(finished_run, "eval", evaluated_ranker(finished_run))
+    whole = evaluate_recommender(recommender, split, [10, 100], chunk_users=len(split.histories))
+    chunked = evaluate_recommender(recommender, split, [10, 100], chunk_users=23)
+    assert len(split.histories) > 3 * 23
+    assert chunked[0] == whole[0] and chunked[1] == whole[1]
+    for name, lists in whole[2].items():
+        np.testing.assert_array_equal(chunked[2][name], lists, err_msg=name)
+
+
 def test_a_run_failing_validation_names_a_quarantine_that_still_exists(tmp_path: Path) -> None:
     from recsys.data.demo import generate_demo
 

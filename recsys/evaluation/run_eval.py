@@ -74,18 +74,23 @@ def evaluate_recommender(
     """recsys and each of its candidate sources alone, plus the candidate union's recall and the lists.
 
     Test users are scored ``chunk_users`` at a time: memory is bounded by the chunk, not the split.
+    Chunks take users in the order of their moments: point-in-time item state is computed per moment
+    in a chunk, so a chunk of users at few moments costs a few cuts of the event log, not one per
+    grid moment (a user's answer does not depend on the users scored beside it).
     """
     as_of = first_test_moments(split)
-    k = max(ks)
-    chunks, recall, candidates = [], [], 0
-    for start in range(0, len(split.histories), chunk_users):
-        chunk = split.histories.slice(start, start + chunk_users)
-        scored = recommender.scored_candidates(chunk, {user: as_of[user] for user in chunk.user_ids})
-        chunks.append(topk_matrix(recommender.top_k(scored, k), chunk.user_ids, k))
-        recall += candidate_recall(scored, chunk.user_ids, split.test_items[start : start + chunk_users])
-        candidates += scored.height
     users = split.histories.user_ids
-    topk = np.concatenate(chunks) if chunks else np.zeros((0, k), dtype=np.int64)
+    k = max(ks)
+    by_moment = np.argsort(np.asarray([as_of[user] for user in users], dtype=np.int64), kind="stable")
+    topk = np.full((len(users), k), -1, dtype=np.int64)
+    recall, candidates = [], 0
+    for start in range(0, len(users), chunk_users):
+        rows = by_moment[start : start + chunk_users].tolist()
+        chunk = split.histories.take(rows)
+        scored = recommender.scored_candidates(chunk, {user: as_of[user] for user in chunk.user_ids})
+        topk[rows] = topk_matrix(recommender.top_k(scored, k), chunk.user_ids, k)
+        recall += candidate_recall(scored, chunk.user_ids, [split.test_items[row] for row in rows])
+        candidates += scored.height
     results: Results = {"recsys": evaluate_topk(topk, split, ks)}
     lists: Lists = {"recsys": exposed(topk)}
     for source in recommender.sources:
