@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import polars as pl
 
+from recsys.artifacts import RunStore, atomic_write_json
 from recsys.batch import recommend_users
 from recsys.config import Config
 from serving.settings import ServingSettings
@@ -47,6 +48,14 @@ def copy_tree(source: Path, target: Path) -> None:
             shutil.copy2(src, dst)
 
     shutil.copytree(source, target, copy_function=copy)
+
+
+def clone_run(runs_dir: Path, run_id: str, new_id: str) -> Path:
+    """The run ``run_id`` copied under ``new_id`` (its manifest says so): a new run, unpromoted."""
+    store = RunStore(runs_dir)
+    copy_tree(store.run_dir(run_id), store.run_dir(new_id))
+    atomic_write_json(store.run_dir(new_id) / "manifest.json", {**store.manifest(new_id), "run_id": new_id})
+    return store.run_dir(new_id)
 
 
 def settings_for(run: TinyRun, token: str | None = TOKEN, **limits: object) -> ServingSettings:

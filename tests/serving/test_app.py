@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
-from srv_helpers import TOKEN, TinyRun, batch_answer, copy_tree, settings_for
+from srv_helpers import TOKEN, TinyRun, batch_answer, clone_run, settings_for
 
-from recsys.artifacts import RunStore, atomic_write_json
+from recsys.artifacts import RunStore
 from recsys.config import load_config
 from serving.app import create_app
 
@@ -259,9 +259,7 @@ def test_body_over_the_limit_is_413(runs_copy: TinyRun) -> None:
 
 def test_reload_serves_the_newly_promoted_run(client: TestClient, runs_copy: TinyRun) -> None:
     store = RunStore(runs_copy.runs_dir)
-    copy_tree(store.run_dir(runs_copy.run_id), store.run_dir("run-next"))
-    manifest = store.manifest("run-next")
-    atomic_write_json(store.run_dir("run-next") / "manifest.json", {**manifest, "run_id": "run-next"})
+    clone_run(runs_copy.runs_dir, runs_copy.run_id, "run-next")
     store.promote("run-next")
     assert client.get("/readyz").json()["run_id"] == runs_copy.run_id
     reloaded = client.post("/admin/reload", headers=AUTH)
@@ -279,9 +277,7 @@ def test_a_run_that_fails_to_load_leaves_serving_and_the_store_as_they_were(
     from recsys.config import load_config
 
     store = RunStore(runs_copy.runs_dir)
-    copy_tree(store.run_dir(runs_copy.run_id), store.run_dir("run-broken"))
-    manifest = store.manifest("run-broken")
-    atomic_write_json(store.run_dir("run-broken") / "manifest.json", {**manifest, "run_id": "run-broken"})
+    clone_run(runs_copy.runs_dir, runs_copy.run_id, "run-broken")
     (store.run_dir("run-broken") / "ranker" / "model.txt").write_text("not a LightGBM model\n")
     store.promote("run-broken")
     config = load_config(runs_copy.config_path, environ={})

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
-from srv_helpers import TOKEN, TinyRun, copy_tree, settings_for
+from srv_helpers import TOKEN, TinyRun, clone_run, settings_for
 
 from feature_store.online import logged_interactions, open_online_store
-from recsys.artifacts import RunStore, atomic_write_json
+from recsys.artifacts import RunStore
 from recsys.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -29,9 +29,7 @@ def client(runs_copy: TinyRun) -> Iterator[TestClient]:
 def _promote_a_new_run(run: TinyRun, run_id: str) -> None:
     """A new run (the same artifacts under a new id), promoted as the nightly job would."""
     store = RunStore(run.runs_dir)
-    copy_tree(store.run_dir(run.run_id), store.run_dir(run_id))
-    manifest = store.manifest(run_id)
-    atomic_write_json(store.run_dir(run_id) / "manifest.json", {**manifest, "run_id": run_id})
+    clone_run(run.runs_dir, run.run_id, run_id)
     store.promote(run_id)
 
 

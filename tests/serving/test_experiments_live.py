@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from srv_helpers import TOKEN, LiveServer, TinyRun, copy_tree
+from srv_helpers import TOKEN, LiveServer, TinyRun, clone_run
 from typer.testing import CliRunner
 
-from recsys.artifacts import RunStore, atomic_write_json
+from recsys.artifacts import RunStore
 from recsys.cli import app
 from recsys.cli.experiments import METRICS as CLI_METRICS
 from recsys.experiments import METRICS, ExperimentStore, parse_arm
@@ -25,13 +25,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CLICK_RATE = {"control": 0.15, "treatment": 0.45}
 """Chance that an answer is clicked, per arm: the effect the report must find (+0.30 CTR)."""
 USERS = 300
-
-
-def copy_run(run: TinyRun, run_id: str) -> None:
-    """A second finished run (the tiny run under another id): the treatment arm's."""
-    store = RunStore(run.runs_dir)
-    copy_tree(store.run_dir(run.run_id), store.run_dir(run_id))
-    atomic_write_json(store.run_dir(run_id) / "manifest.json", {**store.manifest(run_id), "run_id": run_id})
 
 
 def cli(run: TinyRun, *args: str) -> str:
@@ -50,7 +43,7 @@ def recommend(client: httpx.Client, user: str) -> dict[str, object]:
 def test_an_experiment_end_to_end_on_two_servers(
     live_server: Callable[..., LiveServer], runs_copy: TinyRun, tmp_path: Path
 ) -> None:
-    copy_run(runs_copy, "run-treatment")
+    clone_run(runs_copy.runs_dir, runs_copy.run_id, "run-treatment")
     runs = ["--runs", str(runs_copy.runs_dir)]
     arms = ["--arm", f"control={runs_copy.run_id}:50", "--arm", "treatment=run-treatment:50"]
     cli(runs_copy, "start", "ab", *arms, "--window-s", "600", *runs)
@@ -143,7 +136,7 @@ def test_an_experiment_end_to_end_on_two_servers(
 def test_reload_keeps_the_experiment_and_an_arm_follows_the_promoted_run(
     live_server: Callable[..., LiveServer], runs_copy: TinyRun
 ) -> None:
-    copy_run(runs_copy, "run-next")
+    clone_run(runs_copy.runs_dir, runs_copy.run_id, "run-next")
     ExperimentStore(runs_copy.runs_dir).start(
         "follow", [parse_arm("control=@current:50"), parse_arm(f"treatment={runs_copy.run_id}:50")]
     )

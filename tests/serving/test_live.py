@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
-from srv_helpers import TOKEN, LiveServer, TinyRun, batch_answer, copy_tree, stop_server
+from srv_helpers import TOKEN, LiveServer, TinyRun, batch_answer, clone_run, stop_server
 
-from recsys.artifacts import RunStore, atomic_write_json
+from recsys.artifacts import RunStore
 from recsys.config import load_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -52,9 +52,7 @@ def test_reload_under_load_drops_no_request(
 ) -> None:
     server = live_server(workers=2)
     store = RunStore(runs_copy.runs_dir)
-    copy_tree(store.run_dir(runs_copy.run_id), store.run_dir("run-next"))
-    manifest = store.manifest("run-next")
-    atomic_write_json(store.run_dir("run-next") / "manifest.json", {**manifest, "run_id": "run-next"})
+    clone_run(runs_copy.runs_dir, runs_copy.run_id, "run-next")
     users = [f"u{i}" for i in range(1, 40)] + ["someone-new"]
     failures: list[str] = []
     served: set[str] = set()
