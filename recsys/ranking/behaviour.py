@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -248,7 +247,9 @@ class OnlineBehaviour:
             wanted = np.unique(positions[had])
             codes = np.full(n, -1, dtype=np.int64)
             codes[had] = np.searchsorted(wanted, positions[had])
-            states = self._read_pairs(view.name, user_id, [self.item_ids[p] for p in wanted.tolist()])
+            states = self.store.read_user_items(
+                view.name, user_id, [self.item_ids[p] for p in wanted.tolist()]
+            )
             self._scatter(columns, view, states, codes)
         for view in self.category_views:
             codes = item_side.category_codes[positions]
@@ -280,24 +281,6 @@ class OnlineBehaviour:
             found = [None if state is None else state.get(name) for state in states]
             values = np.asarray([np.nan if value is None else float(value) for value in found] + [np.nan])
             columns[name] = values[codes]
-
-    def _read_pairs(self, view: str, user_id: str, item_ids: list[str]) -> list[dict[str, Any] | None]:
-        """State of (user, item) for each item id (None: none).
-
-        Keys are encoded here and read with the store's batch read: ``read_many``'s per-key checks
-        cost more than the read itself for hundreds of candidates, and catalog ids were checked at load.
-        """
-        from feature_store.definitions import FeatureDefinitionError
-        from feature_store.online import KEY_SEPARATOR
-
-        if not user_id or KEY_SEPARATOR in user_id:
-            raise FeatureDefinitionError(f"view {view!r}: bad user_id {user_id!r}")
-        wanted = [item for item in dict.fromkeys(item_ids) if item is not None]
-        raw = self.store._read(view, [f"{user_id}{KEY_SEPARATOR}{item}" for item in wanted]) if wanted else []
-        found = {
-            item: json.loads(value) for item, value in zip(wanted, raw, strict=True) if value is not None
-        }
-        return [None if item is None else found.get(item) for item in item_ids]
 
     def _covisit(self, history: list[str], positions: np.ndarray, item_side: _ItemSide) -> np.ndarray:
         """Co-visitation weight from the user's recent events to each candidate, summed (NaN: none)."""

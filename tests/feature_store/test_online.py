@@ -188,6 +188,24 @@ def test_wrong_keys_and_unknown_names_are_named(make_store: StoreFactory) -> Non
         push_materialized(store, {name: frame for name, frame in frames.items() if name != HISTORY}, 1)
 
 
+def test_reading_one_users_items_equals_reading_their_keys(make_store: StoreFactory) -> None:
+    store = make_store()
+    catalog, log = make_log(1)
+    push_materialized(store, materialize(log, catalog, int(log["ts"].max()) + 1, CONFIG), 1)  # type: ignore[arg-type]
+    user = str(log["user_id"][0])
+    items = [*log.filter(pl.col("user_id") == user)["item_id"].unique().sort().to_list(), "never-seen"]
+    by_key = store.read_many("user_item", [(user, item) for item in items])
+    assert store.read_user_items("user_item", user, items) == by_key
+    assert by_key[0] is not None and by_key[-1] is None
+    assert store.read_user_items("user_item", user, []) == []
+    with pytest.raises(FeatureDefinitionError, match="bad user_id"):
+        store.read_user_items("user_item", "u\x1fx", items)
+    with pytest.raises(FeatureDefinitionError, match="bad item_id ''"):
+        store.read_user_items("user_item", user, ["i1", ""])
+    with pytest.raises(FeatureDefinitionError, match="'user' is not keyed by"):
+        store.read_user_items("user", user, items)
+
+
 def test_push_replaces_everything_and_stale_definitions_are_refused(make_store: StoreFactory) -> None:
     catalog, log = make_log(5)
     late, early = int(log["ts"].max()) + 1, int(log["ts"].min()) + 1  # type: ignore[arg-type]
