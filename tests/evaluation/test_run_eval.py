@@ -1,0 +1,41 @@
+"""The evaluation stage's own inputs: the pretrained-text baseline's catalog vectors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from recsys import pipeline
+from recsys.config import load_config
+from recsys.embeddings import encode_texts, item_texts
+from recsys.encoder.model import load_encoder
+from recsys.encoder.onnx_export import has_variant
+from recsys.evaluation.run_eval import pretrained_vectors
+from recsys.run_context import RunContext, read_items
+
+TINY_CONFIG = Path(__file__).parents[1] / "dags" / "tiny_config.yaml"
+
+
+def test_pretrained_vectors_are_encoded_as_the_run_encodes_and_cached(
+    tiny_demo_dir: Path, tmp_path: Path
+) -> None:
+    config = load_config(TINY_CONFIG, environ={})
+    config.embeddings.device = "cpu"
+    ctx = RunContext.create(config, tiny_demo_dir, tmp_path / "runs", "r")
+    pipeline.validate(ctx)
+    vectors = pretrained_vectors(ctx)
+
+    cache = ctx.store.root / ".cache"
+    (export,) = cache.glob("pretrained-onnx-*")
+    assert has_variant(export, config.embeddings.backend)  # the base model's int8 export, kept
+    texts = item_texts(read_items(ctx), config.embeddings.template)
+    fp32 = encode_texts(load_encoder(config.encoder.base_model, "cpu"), texts, config.embeddings)
+    cosine = (vectors * fp32).sum(axis=1)
+    assert vectors.shape == fp32.shape and cosine.min() > 0.95 and cosine.mean() > 0.98
+    assert not np.array_equal(vectors, fp32)  # int8, not torch
+
+    shutil.rmtree(export)
+    np.testing.assert_array_equal(pretrained_vectors(ctx), vectors)
+    assert not export.exists()  # read back from the cache: nothing exported or encoded again
