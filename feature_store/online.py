@@ -50,6 +50,7 @@ from feature_store.online_sqlite import SQLiteOnlineStore
 from feature_store.online_store import (
     KEY_SEPARATOR,
     RECOMMENDATIONS,
+    STORE_UNAVAILABLE,
     LoggedEvent,
     OnlineStore,
     OnlineStoreBusy,
@@ -454,6 +455,7 @@ def user_data(store: OnlineStore, user_id: str) -> dict[str, Any]:
 
 
 __all__ = [
+    "STORE_UNAVAILABLE",
     "EventsApplied",
     "OnlineStore",
     "OnlineStoreBusy",

@@ -14,6 +14,7 @@ latest state and nothing can change it before the write that follows.
 from __future__ import annotations
 
 import json
+import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+from redis.exceptions import RedisError
 
 from feature_store.definitions import DAY, ITEM_ID, TS, USER_ID, FeatureDefinitionError
 from feature_store.offline import COVISIT_TABLE, HISTORY, FeatureInputError, state_schema
@@ -42,6 +44,11 @@ class OnlineStoreError(RuntimeError):
 
 class OnlineStoreBusy(OnlineStoreError):
     """Another writer held the store longer than this one was willing to wait."""
+
+
+STORE_UNAVAILABLE: tuple[type[Exception], ...] = (OnlineStoreError, sqlite3.OperationalError, RedisError)
+"""What a store raises when it cannot answer now (a lock held too long, a server gone): a request
+answers 503 and the caller retries; any other error is a bug."""
 
 
 @dataclass(frozen=True)

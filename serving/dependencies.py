@@ -8,7 +8,6 @@ cost every request a hop through the thread pool.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from feature_store.online import OnlineStoreError
+from feature_store.online import STORE_UNAVAILABLE
 from serving.schemas import FieldError
 from serving.settings import ServingSettings
 from serving.state import ServingState
@@ -229,7 +228,7 @@ class WorkPool:
                 "by a writer or the ranking queue is full; retry",
                 headers=retry,
             ) from None
-        except (sqlite3.OperationalError, OnlineStoreError) as error:
+        except STORE_UNAVAILABLE as error:
             raise ServingError(
                 503, "store_unavailable", f"the online store did not answer ({error}); retry", headers=retry
             ) from None

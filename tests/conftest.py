@@ -12,15 +12,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import polars as pl  # noqa: E402
 import pytest  # noqa: E402
+from servers import redis_server  # noqa: E402
 
 from recsys.data.demo import DemoSpec, generate_demo  # noqa: E402
 
@@ -43,50 +40,8 @@ def tiny_demo_dir(tmp_path: Path, tiny_demo: tuple[pl.DataFrame, pl.DataFrame]) 
     return folder
 
 
-REDIS_SERVER = "/usr/bin/redis-server"
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server on a free port, no persistence, killed after the session."""
-    if not Path(REDIS_SERVER).exists() and shutil.which("redis-server") is None:
-        pytest.skip(f"redis-server binary not found at {REDIS_SERVER} or on PATH")
-    binary = REDIS_SERVER if Path(REDIS_SERVER).exists() else str(shutil.which("redis-server"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(folder),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import redis
-
-    client = redis.Redis(port=port)
-    try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("redis-server did not start")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        client.close()
-        process.kill()
-        process.wait()
+    """One redis-server for the session (see :func:`redis_server`)."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from functools import partial
@@ -13,7 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic_core import to_json
 
-from feature_store.online_store import Exposure, OnlineStoreError
+from feature_store.online_store import STORE_UNAVAILABLE, Exposure
 from recsys.catalog import Histories
 from serving.dependencies import (
     Credentials,
@@ -120,7 +119,7 @@ async def expose(request: Request, state: ServingState, answers: list[tuple[str,
     writer: ExposureWriter = request.app.state.exposures
     try:
         await writer.write(state.store, exposures)
-    except (OnlineStoreError, sqlite3.OperationalError) as error:
+    except STORE_UNAVAILABLE as error:
         log.warning("experiment %s: %d exposures not logged (%s)", name, len(exposures), type(error).__name__)
         for exposure in exposures:
             metrics.exposure_failures.labels(name, exposure.arm).inc()

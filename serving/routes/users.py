@@ -23,14 +23,15 @@ def build_router() -> APIRouter:
     ) -> UserForgotten:
         """Remove the user from the online store and its event log, rewrite retained runs without
         them, and record a tombstone so no later run brings them back. Needs the admin token."""
-        from feature_store.online import OnlineStoreError
+        from feature_store.online import STORE_UNAVAILABLE
         from recsys.privacy import PrivacyError, forget_users
 
+        failed: tuple[type[Exception], ...] = (*STORE_UNAVAILABLE, PrivacyError)
         holder: StateHolder = request.app.state.holder
         runs_dir = holder.settings.runs(holder.config)
         try:
             done = await anyio.to_thread.run_sync(forget_users, holder.config, runs_dir, [user_id])
-        except (OnlineStoreError, PrivacyError) as error:
+        except failed as error:
             log.error("forgetting a user failed: %s", type(error).__name__)
             raise ServingError(503, "forget_failed", f"forgetting failed, retry: {error}") from None
         state.histories.pop(user_id, None)  # this worker's copy of the run; others drop it on reload

@@ -11,10 +11,12 @@ import polars as pl
 import pytest
 from fs_logs import DAY, make_log
 from polars.testing import assert_frame_equal
+from servers import redis_server
 
 from feature_store.definitions import FeatureDefinitionError
 from feature_store.offline import HISTORY, FeatureInputError, materialize, training_frame
 from feature_store.online import (
+    STORE_UNAVAILABLE,
     OnlineStore,
     OnlineStoreError,
     Record,
@@ -204,6 +206,16 @@ def test_reading_one_users_items_equals_reading_their_keys(make_store: StoreFact
         store.read_user_items("user_item", user, ["i1", ""])
     with pytest.raises(FeatureDefinitionError, match="'user' is not keyed by"):
         store.read_user_items("user", user, items)
+
+
+def test_a_redis_server_gone_is_reported_as_the_store_being_unavailable(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as url:
+        online = OnlineStoreConfig(backend="redis", redis_url=url, redis_prefix="gone")
+        store = open_online_store(CONFIG.model_copy(update={"online": online}), tmp_path)
+        assert store.read_many("user", [("u1",)]) == [None]
+    with pytest.raises(STORE_UNAVAILABLE):  # a request answers 503 and the client retries
+        store.read_many("user", [("u1",)])
+    store.close()
 
 
 def test_push_replaces_everything_and_stale_definitions_are_refused(make_store: StoreFactory) -> None:

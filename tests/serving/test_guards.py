@@ -10,13 +10,15 @@ import threading
 import time
 from collections.abc import Iterator
 
+import anyio
 import polars as pl
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from srv_helpers import TOKEN, TinyRun, settings_for
 
 from serving.app import create_app, redact_path
-from serving.dependencies import WorkPool
+from serving.dependencies import ServingError, WorkPool
 from serving.state import ResultCache
 
 pytestmark = pytest.mark.slow
@@ -166,6 +168,18 @@ def test_text_queries_are_rate_limited_per_client(runs_copy: TinyRun) -> None:
         assert limited.json()["fields"][0]["field"] == "q"
         assert int(limited.headers["Retry-After"]) >= 1
         assert client.get(path, params={"k": 3}).status_code == 200  # no text: no encoder, no limit
+
+
+@pytest.mark.parametrize(
+    "failure", [redis.ConnectionError("gone"), sqlite3.OperationalError("database is locked")]
+)
+def test_a_store_that_cannot_answer_gives_503(failure: Exception) -> None:
+    def work() -> None:
+        raise failure
+
+    with pytest.raises(ServingError) as raised:
+        anyio.run(WorkPool(threads=1, timeout_s=5).run, work)
+    assert raised.value.status == 503 and raised.value.code == "store_unavailable"
 
 
 def test_a_store_locked_by_a_writer_answers_503_quickly(runs_copy: TinyRun) -> None:
