@@ -17,13 +17,13 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from feature_store.covisit import covisit_scores, covisitation_lazy, user_history
+from feature_store.covisit import CovisitPairs, covisit_scores, covisitation_lazy, user_history
 from feature_store.definitions import (
     AGE,
     AS_OF,
@@ -106,10 +106,21 @@ class EventLog:
     time frames for many batches of rows (chunks of a batch job) cut it instead of preparing it again."""
 
     events: pl.DataFrame
+    _pairs: dict[tuple[int, ...], CovisitPairs] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def of(cls, interactions: pl.DataFrame, items: pl.DataFrame) -> EventLog:
         return cls(_events(interactions, items).collect())
+
+    def covisit_pairs(self, config: FeaturesConfig) -> CovisitPairs:
+        """The log's co-visitation pairs under ``config``'s limits, found on first use: every moment of
+        every frame cut from this log reads its table from them."""
+        key = (config.covisit_max_gap, config.covisit_max_seconds, config.covisit_top_per_item)
+        if key not in self._pairs:
+            self._pairs[key] = CovisitPairs.of(self.events, config)
+        return self._pairs[key]
 
 
 def _as_of(events: pl.LazyFrame, as_of: int) -> pl.LazyFrame:
@@ -234,7 +245,7 @@ def training_frame(
     )
     per = (USER_ID, AS_OF)
     user_frames = _user_side(events, frame, registry, config)
-    item_frames = _item_side(events, items, frame, user_frames[HISTORY], registry, config)
+    item_frames = _item_side(log, items, frame, user_frames[HISTORY], registry, config)
     joined = frame.lazy()
     for view in registry.views.values():
         if view.source == "covisit":
@@ -274,7 +285,7 @@ def _user_side(
 
 
 def _item_side(
-    events: pl.LazyFrame,
+    log: EventLog,
     items: pl.DataFrame,
     frame: pl.DataFrame,
     history: pl.DataFrame,
@@ -283,6 +294,7 @@ def _item_side(
 ) -> dict[str, pl.DataFrame]:
     """Item-side views' state per ``ITEM_AS_OF`` moment, and co-visitation scores per (user, ``AS_OF``)
     from the table as of the row's item moment (under :data:`COVISIT_TABLE`)."""
+    events, pairs = log.events.lazy(), log.covisit_pairs(config)
     parts: dict[str, list[pl.DataFrame]] = {}
     for (moment,), group in frame.group_by(ITEM_AS_OF):
         assert isinstance(moment, int)
@@ -301,8 +313,8 @@ def _item_side(
             )
         users_then = group.select(USER_ID, AS_OF).unique().lazy()
         group_history = history.lazy().join(users_then, on=[USER_ID, AS_OF], how="semi")
-        table = covisitation_lazy(past, config, sources=group_history)
-        plans[COVISIT_TABLE] = covisit_scores(group_history, table, per=(USER_ID, AS_OF))
+        table = pairs.table(moment, sources=group_history.select(ITEM_ID).collect().to_series())
+        plans[COVISIT_TABLE] = covisit_scores(group_history, table.lazy(), per=(USER_ID, AS_OF))
         for name, state in zip(plans, pl.collect_all(list(plans.values())), strict=True):
             parts.setdefault(name, []).append(state)
     return {name: pl.concat(states) for name, states in parts.items()}

@@ -11,7 +11,7 @@ import pytest
 from fs_logs import DAY, make_log
 from polars.testing import assert_frame_equal
 
-from feature_store.covisit import covisitation
+from feature_store.covisit import CovisitPairs, covisitation, covisitation_lazy
 from feature_store.offline import (
     ITEM_GRID,
     EventLog,
@@ -206,6 +206,22 @@ def test_covisitation_known_answer() -> None:
         ("c", "a"): 1.0,
         ("c", "b"): 0.5,
     }
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_covisit_pairs_found_once_give_the_table_of_the_log_cut_at_any_moment(seed: int) -> None:
+    _, log = make_log(seed, users=5, items=12, events=300)
+    config = CONFIG.model_copy(update={"covisit_max_gap": 3, "covisit_top_per_item": 2})
+    pairs = CovisitPairs.of(log, config)
+    ts = log["ts"].unique().sort()
+    sources = pl.Series(["i3", "i1", "i1", "never-seen", "i7"])
+    for moment in [int(ts[0]), int(ts[5]), int(ts[len(ts) // 2]), int(ts[-1]), int(ts[-1]) + 1]:
+        past = log.lazy().filter(pl.col("ts") < moment)
+        expected = covisitation_lazy(past, config).collect()
+        assert_frame_equal(pairs.table(moment), expected, check_exact=True)
+        restricted = covisitation_lazy(past, config, pl.DataFrame({"item_id": sources}).lazy()).collect()
+        assert_frame_equal(pairs.table(moment, sources), restricted, check_exact=True)
+    assert pairs.table(moment, sources).height > 0
 
 
 def test_feature_set_selects_columns_and_unknown_names_are_refused() -> None:
