@@ -53,7 +53,7 @@ class Scorer(ABC):
 
     def score(self, histories: Histories) -> np.ndarray:
         """Dense ``len(histories) x n_items`` float32 scores."""
-        n_items = self._require_fitted()
+        n_items = self.fitted_items()
         for user, items in zip(histories.user_ids, histories.items, strict=True):
             if len(items) and (items.min() < 0 or items.max() >= n_items):
                 raise ValueError(f"history of user {user!r} has item indices outside 0..{n_items - 1}")
@@ -75,14 +75,15 @@ class Scorer(ABC):
     @abstractmethod
     def _restore(self, state: dict[str, np.ndarray]) -> None: ...
 
-    def _require_fitted(self) -> int:
+    def fitted_items(self) -> int:
+        """How many items it scores (the catalog it was fitted on); NotFittedError before fit or load."""
         if self.n_items is None:
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load_scorer() first")
         return self.n_items
 
     def save(self, directory: str | Path) -> Path:
         """Write ``scorer.json`` and ``scorer.npz`` into ``directory`` (created if missing)."""
-        n_items = self._require_fitted()
+        n_items = self.fitted_items()
         directory = Path(directory)
         with atomic_path(directory / SCORER_NPZ) as tmp, tmp.open("wb") as handle:
             np.savez(handle, **self._state())  # type: ignore[arg-type]  # numpy stubs type **kwds as bool

@@ -26,7 +26,7 @@ def top_k_items(
     """
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    n_items = scorer._require_fitted()
+    n_items = scorer.fitted_items()
     k_eff = min(k, n_items)
     indices = np.full((len(histories), k), -1, dtype=np.int64)
     values = np.full((len(histories), k), -np.inf, dtype=np.float32)

@@ -114,11 +114,14 @@ def test_save_and_load_give_identical_scores(name: str, tmp_path: Path) -> None:
 
 
 def test_unfitted_scorer_refuses_to_score_or_save(name: str, tmp_path: Path) -> None:
-    catalog, _ = checkerboard()
+    catalog, interactions = checkerboard()
     with pytest.raises(NotFittedError):
         FACTORIES[name]().score(new_users(catalog))
     with pytest.raises(NotFittedError):
         FACTORIES[name]().save(tmp_path)
+    with pytest.raises(NotFittedError):
+        FACTORIES[name]().fitted_items()
+    assert FACTORIES[name]().fit(interactions, catalog).fitted_items() == len(catalog)
 
 
 def test_history_with_unknown_item_index_is_rejected(name: str) -> None:
