@@ -100,15 +100,15 @@ def _events(interactions: pl.DataFrame, items: pl.DataFrame) -> pl.LazyFrame:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EventLog:
     """Interactions in the feature store's columns with each item's category, prepared once: point-in-
     time frames for many batches of rows (chunks of a batch job) cut it instead of preparing it again."""
 
     events: pl.DataFrame
-    _pairs: dict[tuple[int, ...], CovisitPairs] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
+    _pairs: dict[tuple[int, ...], CovisitPairs] = field(default_factory=dict, init=False, repr=False)
+    _requests: dict[int, int] = field(default_factory=dict, init=False, repr=False)
+    _shared: dict[int, dict[str, pl.DataFrame]] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
     def of(cls, interactions: pl.DataFrame, items: pl.DataFrame) -> EventLog:
@@ -121,6 +121,27 @@ class EventLog:
         if key not in self._pairs:
             self._pairs[key] = CovisitPairs.of(self.events, config)
         return self._pairs[key]
+
+    def shared_item_state(
+        self, moment: int, items: pl.DataFrame, registry: Registry, config: FeaturesConfig
+    ) -> dict[str, pl.DataFrame] | None:
+        """Item-side state of every item (and the whole co-visitation table) as of ``moment`` from the
+        second request for that moment on (None before: one request is cheaper restricted to its own
+        items). Kept for the latest such moment only: a batch job's chunks all ask for one moment, and
+        the evaluation's chunks, taken in the order of their moments, for a few neighbouring ones."""
+        self._requests[moment] = self._requests.get(moment, 0) + 1
+        if moment not in self._shared and self._requests[moment] > 1:
+            past = _as_of(self.events.lazy(), moment)
+            plans = {
+                view.name: view_state(view, past, items.lazy())
+                for view in registry.views.values()
+                if view.source != "covisit" and not _is_user_side(view)
+            }
+            state = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
+            state[COVISIT_TABLE] = self.covisit_pairs(config).table(moment)
+            self._shared.clear()
+            self._shared[moment] = state
+        return self._shared.get(moment)
 
 
 def _as_of(events: pl.LazyFrame, as_of: int) -> pl.LazyFrame:
@@ -300,6 +321,7 @@ def _item_side(
         assert isinstance(moment, int)
         past = _as_of(events, moment)
         group_items = group[ITEM_ID].unique().implode()
+        shared = log.shared_item_state(moment, items, registry, config)
         plans: dict[str, pl.LazyFrame] = {}
         for view in registry.views.values():
             if view.source == "covisit" or _is_user_side(view):
@@ -308,12 +330,15 @@ def _item_side(
             if set(view.entity.keys) == {ITEM_ID}:
                 scope = past.filter(pl.col(ITEM_ID).is_in(group_items))
                 catalog = catalog.filter(pl.col(ITEM_ID).is_in(group_items))
-            plans[view.name] = view_state(view, scope, catalog).with_columns(
-                pl.lit(moment, pl.Int64).alias(ITEM_AS_OF)
-            )
+            plan = view_state(view, scope, catalog) if shared is None else shared[view.name].lazy()
+            plans[view.name] = plan.with_columns(pl.lit(moment, pl.Int64).alias(ITEM_AS_OF))
         users_then = group.select(USER_ID, AS_OF).unique().lazy()
         group_history = history.lazy().join(users_then, on=[USER_ID, AS_OF], how="semi")
-        table = pairs.table(moment, sources=group_history.select(ITEM_ID).collect().to_series())
+        sources = group_history.select(ITEM_ID).collect().to_series()
+        if shared is None:
+            table = pairs.table(moment, sources=sources)
+        else:  # a table's rows per item do not depend on which other items it holds
+            table = shared[COVISIT_TABLE].filter(pl.col(ITEM_ID).is_in(sources.implode()))
         plans[COVISIT_TABLE] = covisit_scores(group_history, table.lazy(), per=(USER_ID, AS_OF))
         for name, state in zip(plans, pl.collect_all(list(plans.values())), strict=True):
             parts.setdefault(name, []).append(state)

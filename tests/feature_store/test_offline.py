@@ -187,6 +187,21 @@ def test_one_cutoff_for_many_rows_equals_rows_one_by_one() -> None:
     assert_frame_equal(together, reused, check_exact=True)
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_chunks_asking_again_for_a_moment_read_the_shared_item_state_and_get_the_same_values(
+    seed: int,
+) -> None:
+    catalog, log = make_log(seed)
+    rows = random_rows(log, seed, n=24)
+    again = rows.with_columns(pl.lit(int(rows["ts"][0]), pl.Int64).alias("ts"))  # every chunk at one moment
+    rows = pl.concat([rows, again, rows])  # moments asked for again, after others came between
+    expected = pl.concat([training_frame(rows[k : k + 4], log, catalog, CONFIG) for k in range(0, 72, 4)])
+    prepared = EventLog.of(log, catalog)
+    chunked = pl.concat([training_frame(rows[k : k + 4], prepared, catalog, CONFIG) for k in range(0, 72, 4)])
+    assert_frame_equal(chunked, expected, check_exact=True)
+    assert_frame_equal(chunked, training_frame(rows, log, catalog, CONFIG), check_exact=True)
+
+
 def test_covisitation_known_answer() -> None:
     events = pl.DataFrame(
         {
