@@ -107,7 +107,7 @@ class EventLog:
 
     events: pl.DataFrame
     _pairs: dict[tuple[int, ...], CovisitPairs] = field(default_factory=dict, init=False, repr=False)
-    _requests: dict[int, int] = field(default_factory=dict, init=False, repr=False)
+    _last_moment: list[int] = field(default_factory=list, init=False, repr=False)
     _shared: dict[int, dict[str, pl.DataFrame]] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod
@@ -125,12 +125,11 @@ class EventLog:
     def shared_item_state(
         self, moment: int, items: pl.DataFrame, registry: Registry, config: FeaturesConfig
     ) -> dict[str, pl.DataFrame] | None:
-        """Item-side state of every item (and the whole co-visitation table) as of ``moment`` from the
-        second request for that moment on (None before: one request is cheaper restricted to its own
-        items). Kept for the latest such moment only: a batch job's chunks all ask for one moment, and
-        the evaluation's chunks, taken in the order of their moments, for a few neighbouring ones."""
-        self._requests[moment] = self._requests.get(moment, 0) + 1
-        if moment not in self._shared and self._requests[moment] > 1:
+        """Item-side state of every item (and the whole co-visitation table) as of ``moment`` when the
+        request before asked for the same moment, as a batch job's chunks do (None otherwise: a single
+        request is cheaper restricted to its own items). Kept for that one moment."""
+        repeated, self._last_moment[:] = self._last_moment == [moment], [moment]
+        if repeated and moment not in self._shared:
             past = _as_of(self.events.lazy(), moment)
             plans = {
                 view.name: view_state(view, past, items.lazy())
