@@ -197,9 +197,7 @@ def evaluate_scorer(
     scorer: Scorer, split: EvalSplit, ks: Sequence[int] = (10, 100), graded: bool = False
 ) -> SlicedMetrics:
     """Rank the whole catalog for every test user with a fitted ``scorer`` (seen items excluded)."""
-    from recsys.retrieval.scorer_source import top_k_items
-
-    topk, _ = top_k_items(scorer, split.histories, max(ks), exclude_seen=True)
+    topk, _ = scorer.top_k(split.histories, max(ks), exclude_seen=True)
     return evaluate_topk(topk, split, ks, graded)
 
 
@@ -237,15 +235,13 @@ def run_baselines(
 
     ``lists``, when given, receives each baseline's top-k item indices (for the exposure view).
     """
-    from recsys.retrieval.scorer_source import top_k_items
-
     results: dict[str, SlicedMetrics] = {}
     for name in names:
         scorer = baseline_scorer(name, item_vectors, recent_days)
         started = time.perf_counter()
         scorer.fit(split.train, split.catalog)
         fitted = time.perf_counter()
-        topk, _ = top_k_items(scorer, split.histories, max(ks), exclude_seen=True)
+        topk, _ = scorer.top_k(split.histories, max(ks), exclude_seen=True)
         metrics = evaluate_topk(topk, split, ks)
         if lists is not None:
             lists[name] = topk

@@ -20,10 +20,13 @@ import scipy.sparse as sp
 
 from recsys.artifacts import atomic_path, atomic_write_json
 from recsys.catalog import Histories, ItemCatalog
+from recsys.models.top_k import Entries, best_of_entries, dense_entries
 
 SCORER_JSON = "scorer.json"
 SCORER_NPZ = "scorer.npz"
 FORMAT_VERSION = 1
+MAX_BATCH_CELLS = 20_000_000
+"""Score cells (users x items) held at once by :meth:`Scorer.top_k`: 80 MB of float32 whatever the catalog."""
 
 _REGISTRY: dict[str, type[Scorer]] = {}
 
@@ -53,13 +56,56 @@ class Scorer(ABC):
 
     def score(self, histories: Histories) -> np.ndarray:
         """Dense ``len(histories) x n_items`` float32 scores."""
+        self._check_histories(histories)
+        scores = self._score(histories)
+        # writeable: callers mask seen items in place (a one-row broadcast is contiguous but read-only)
+        return np.require(scores, dtype=np.float32, requirements=["C", "W"])
+
+    def top_k(
+        self,
+        histories: Histories,
+        k: int,
+        exclude_seen: bool = True,
+        max_batch_cells: int = MAX_BATCH_CELLS,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's ``k`` best items, best first, ties to the smaller item index: (indices int64,
+        scores float32), both ``n_users x k``.
+
+        Seen items (when ``exclude_seen``) and ``-inf`` scores are never returned; rows with fewer
+        than ``k`` candidates are padded with index ``-1`` and score ``-inf``. Users are taken in
+        batches of about ``max_batch_cells`` score cells, so memory is bounded whatever their number.
+        """
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        self._check_histories(histories)
+        indices = np.full((len(histories), k), -1, dtype=np.int64)
+        values = np.full((len(histories), k), -np.inf, dtype=np.float32)
+        batch = max(1, max_batch_cells // max(self._cells_per_user(histories, k), 1))
+        for start in range(0, len(histories), batch):
+            part = histories.slice(start, start + batch)
+            best = best_of_entries(self._best_entries(part, k, exclude_seen), len(part), k)
+            indices[start : start + batch], values[start : start + batch] = best
+        return indices, values
+
+    def _best_entries(self, histories: Histories, k: int, exclude_seen: bool) -> Entries:
+        """At least each user's ``k`` best valid items (see :mod:`recsys.models.top_k`); the dense way
+        here, overridden by scorers that can skip the users x items matrix."""
+        scores = self.score(histories)
+        if exclude_seen:
+            lengths = [len(items) for items in histories.items]
+            rows = np.repeat(np.arange(len(histories)), lengths)
+            scores[rows, np.concatenate([*histories.items, np.zeros(0, dtype=np.int64)])] = -np.inf
+        return dense_entries(scores, k)
+
+    def _cells_per_user(self, histories: Histories, k: int) -> int:
+        """Score cells one user costs in :meth:`_best_entries` (sets the batch size of :meth:`top_k`)."""
+        return self.fitted_items()
+
+    def _check_histories(self, histories: Histories) -> None:
         n_items = self.fitted_items()
         for user, items in zip(histories.user_ids, histories.items, strict=True):
             if len(items) and (items.min() < 0 or items.max() >= n_items):
                 raise ValueError(f"history of user {user!r} has item indices outside 0..{n_items - 1}")
-        scores = self._score(histories)
-        # writeable: callers mask seen items in place (a one-row broadcast is contiguous but read-only)
-        return np.require(scores, dtype=np.float32, requirements=["C", "W"])
 
     @abstractmethod
     def _score(self, histories: Histories) -> np.ndarray: ...

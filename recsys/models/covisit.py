@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import FeaturesConfig
 from recsys.models.base import Scorer
+from recsys.models.top_k import Entries, drop_seen
 
 DEFAULTS = FeaturesConfig()
 
@@ -73,6 +74,22 @@ class CovisitScorer(Scorer):
         return self
 
     def _score(self, histories: Histories) -> np.ndarray:
+        found = self._found(histories).tocoo()
+        scores = np.full(found.shape, -np.inf, dtype=np.float32)
+        scores[found.row, found.col] = found.data.astype(np.float32)
+        return scores
+
+    def _best_entries(self, histories: Histories, k: int, exclude_seen: bool) -> Entries:
+        """The co-visited items themselves (a few hundred per user), never a users x items matrix."""
+        found = self._found(histories).tocoo()
+        entries = (found.row.astype(np.int64), found.col.astype(np.int64), found.data.astype(np.float32))
+        return drop_seen(entries, histories.items, found.shape[1]) if exclude_seen else entries
+
+    def _cells_per_user(self, histories: Histories, k: int) -> int:
+        return self.recent_items * self.top_per_item
+
+    def _found(self, histories: Histories) -> sp.csr_matrix:
+        """Users x items sums of the co-visitation rows of each user's recent items (float64)."""
         assert self.matrix is not None
         recent = [items[-self.recent_items :] for items in histories.items]
         lengths = np.asarray([len(items) for items in recent], dtype=np.int64)
@@ -87,10 +104,7 @@ class CovisitScorer(Scorer):
             ),
             shape=(len(recent), self.matrix.shape[0]),
         )
-        found = (query @ self.matrix).tocoo()  # float64 sums, rounded to float32 once
-        scores = np.full(found.shape, -np.inf, dtype=np.float32)
-        scores[found.row, found.col] = found.data.astype(np.float32)
-        return scores
+        return sp.csr_matrix(query @ self.matrix)  # float64 sums, rounded to float32 once by callers
 
     def params(self) -> dict[str, Any]:
         return {

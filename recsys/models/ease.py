@@ -12,6 +12,7 @@ from scipy.linalg import lapack
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.models.base import Scorer, history_matrix, interaction_matrix
+from recsys.models.top_k import Entries, dense_entries
 
 GRAM_CHUNK_USERS = 20_000
 MIRROR_BLOCK = 1_024
@@ -99,18 +100,41 @@ class EASEScorer(Scorer):
         return self
 
     def _score(self, histories: Histories) -> np.ndarray:
-        assert self.model_items is not None and self.weights is not None and self.n_items is not None
-        # the histories straight into model-item columns: slicing an all-items matrix by columns
-        # costs more than the product itself for a request's one user
-        model_histories = Histories(
+        assert self.model_items is not None and self.n_items is not None
+        scores = np.full((len(histories), self.n_items), -np.inf, dtype=np.float32)
+        scores[:, self.model_items] = self._model_scores(self._model_histories(histories))
+        return scores
+
+    def _best_entries(self, histories: Histories, k: int, exclude_seen: bool) -> Entries:
+        """Chosen among the model items only (the others score ``-inf``): catalogs far larger than
+        ``max_items`` cost what the model costs."""
+        assert self.model_items is not None
+        model_histories = self._model_histories(histories)
+        scores = self._model_scores(model_histories)
+        if exclude_seen:
+            rows = np.repeat(np.arange(len(histories)), [len(items) for items in model_histories.items])
+            scores[rows, np.concatenate([*model_histories.items, np.zeros(0, dtype=np.int64)])] = -np.inf
+        rows, columns, values = dense_entries(scores, k)
+        return rows, self.model_items[columns], values  # model items ascend: ties keep their order
+
+    def _cells_per_user(self, histories: Histories, k: int) -> int:
+        assert self.model_items is not None
+        return len(self.model_items)
+
+    def _model_histories(self, histories: Histories) -> Histories:
+        """The histories in model-item columns: slicing an all-items matrix by columns costs more
+        than the product itself for a request's one user."""
+        return Histories(
             histories.user_ids,
             [position[position >= 0] for position in (self._positions[items] for items in histories.items)],
             histories.timestamps,
         )
+
+    def _model_scores(self, model_histories: Histories) -> np.ndarray:
+        """Users x model items float32 scores."""
+        assert self.model_items is not None and self.weights is not None
         x = history_matrix(model_histories, len(self.model_items))
-        scores = np.full((len(histories), self.n_items), -np.inf, dtype=np.float32)
-        scores[:, self.model_items] = x @ self.weights
-        return scores
+        return np.asarray(x @ self.weights, dtype=np.float32)
 
     @cached_property
     def _positions(self) -> np.ndarray:

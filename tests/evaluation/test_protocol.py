@@ -18,7 +18,6 @@ from recsys.evaluation import (
     run_baselines,
 )
 from recsys.models import PopularityScorer
-from recsys.retrieval.scorer_source import top_k_items
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +75,7 @@ def test_truth_is_the_unseen_test_items_of_each_user(per_user: EvalSplit) -> Non
 
 def test_seen_items_are_never_recommended(per_user: EvalSplit) -> None:
     scorer = PopularityScorer().fit(per_user.train, per_user.catalog)
-    topk, _ = top_k_items(scorer, per_user.histories, 50)
+    topk, _ = scorer.top_k(per_user.histories, 50)
     for row, history in enumerate(per_user.histories.items):
         assert not np.isin(topk[row], history).any()
 

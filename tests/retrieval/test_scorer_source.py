@@ -9,7 +9,7 @@ import pytest
 from recsys.catalog import Histories, ItemCatalog
 from recsys.models import EASEScorer, PopularityScorer
 from recsys.retrieval.base import CANDIDATE_COLUMNS
-from recsys.retrieval.scorer_source import ScorerSource, top_k_items
+from recsys.retrieval.scorer_source import ScorerSource
 
 CATALOG = ItemCatalog(np.asarray([f"i{n}" for n in range(8)], dtype=object))
 # item n is read by 8 - n users: popularity order is i0 > i1 > ... > i7
@@ -55,7 +55,7 @@ def test_small_batches_give_the_same_candidates() -> None:
 
 def test_items_a_scorer_cannot_score_are_not_candidates() -> None:
     scorer = EASEScorer(lambda_=1.0, max_items=3).fit(EVENTS, CATALOG)  # only i0, i1, i2 are modelled
-    indices, scores = top_k_items(scorer, HISTORIES, k=5)
+    indices, scores = scorer.top_k(HISTORIES, k=5)
     assert set(indices[0][indices[0] >= 0]) == {1}
     assert (indices[0][1:] == -1).all() and np.isneginf(scores[0][1:]).all()
     frame = ScorerSource(scorer).candidates(HISTORIES, k=5)
@@ -67,4 +67,4 @@ def test_k_larger_than_the_catalog_returns_every_unseen_item_once() -> None:
     assert frame.filter(pl.col("user_id") == "a")["item_idx"].to_list() == [1, 3, 4, 5, 6, 7]
     assert frame.filter(pl.col("user_id") == "c").height == 8
     with pytest.raises(ValueError, match="k must be positive"):
-        top_k_items(PopularityScorer().fit(EVENTS, CATALOG), HISTORIES, k=0)
+        PopularityScorer().fit(EVENTS, CATALOG).top_k(HISTORIES, k=0)
