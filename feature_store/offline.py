@@ -100,6 +100,15 @@ def _events(interactions: pl.DataFrame, items: pl.DataFrame) -> pl.LazyFrame:
     )
 
 
+@dataclass
+class _SharedItemState:
+    """The item-side state of one moment, and the moment asked for last (see ``shared_item_state``)."""
+
+    last_asked: int | None = None
+    moment: int | None = None
+    state: dict[str, pl.DataFrame] | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class EventLog:
     """Interactions in the feature store's columns with each item's category, prepared once: point-in-
@@ -107,8 +116,7 @@ class EventLog:
 
     events: pl.DataFrame
     _pairs: dict[tuple[int, ...], CovisitPairs] = field(default_factory=dict, init=False, repr=False)
-    _last_moment: list[int] = field(default_factory=list, init=False, repr=False)
-    _shared: dict[int, dict[str, pl.DataFrame]] = field(default_factory=dict, init=False, repr=False)
+    _item_state: _SharedItemState = field(default_factory=_SharedItemState, init=False, repr=False)
 
     @classmethod
     def of(cls, interactions: pl.DataFrame, items: pl.DataFrame) -> EventLog:
@@ -128,8 +136,9 @@ class EventLog:
         """Item-side state of every item (and the whole co-visitation table) as of ``moment`` when the
         request before asked for the same moment, as a batch job's chunks do (None otherwise: a single
         request is cheaper restricted to its own items). Kept for that one moment."""
-        repeated, self._last_moment[:] = self._last_moment == [moment], [moment]
-        if repeated and moment not in self._shared:
+        kept = self._item_state
+        repeated, kept.last_asked = kept.last_asked == moment, moment
+        if repeated and kept.moment != moment:
             past = _as_of(self.events.lazy(), moment)
             plans = {
                 view.name: view_state(view, past, items.lazy())
@@ -138,9 +147,8 @@ class EventLog:
             }
             state = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
             state[COVISIT_TABLE] = self.covisit_pairs(config).table(moment)
-            self._shared.clear()
-            self._shared[moment] = state
-        return self._shared.get(moment)
+            kept.moment, kept.state = moment, state
+        return kept.state if kept.moment == moment else None
 
 
 def _as_of(events: pl.LazyFrame, as_of: int) -> pl.LazyFrame:
