@@ -330,6 +330,9 @@ class ScaleConfig(Section):
     """Shards of catalog embedding (items) and batch recommendations (users): the DAG maps one task per
     shard, which a CeleryExecutor's workers share; `recsys run` runs them in turn. Output is the same
     for any count."""
+    processes: int = Field(1, ge=1)
+    """Batch-recommendation shards `recsys run` scores at once, in as many processes sharing the cores
+    (each holds its own recommender: memory grows with them). 1: in turn."""
 
 
 class ServingConfig(Section):

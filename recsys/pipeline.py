@@ -50,7 +50,7 @@ from recsys.promotion import publish
 from recsys.ranking.ranker import Ranker
 from recsys.ranking.training_set import train_ranker
 from recsys.run_context import EVALUATED, RunContext, read_events, read_items, read_vectors
-from recsys.shards import concat_parquet, drop_parts, run_part, shard_bounds
+from recsys.shards import concat_parquet, drop_parts, run_part, run_shards, shard_bounds
 
 STAGES = (
     "data",
@@ -342,10 +342,10 @@ def recommend_shard(ctx: RunContext, shard: int, n_shards: int | None = None, fo
 
 @_stage("recommendations")
 def recommendations(ctx: RunContext, out: Path) -> None:
-    """Top-k for every user: every shard of ``recommend_shard`` (those not done yet run here, in
-    turn), concatenated in user order into one Parquet file."""
-    n_shards = ctx.config.scale.shards
-    parts = [recommend_shard(ctx, shard, n_shards) / "recommendations.parquet" for shard in range(n_shards)]
+    """Top-k for every user: every shard of ``recommend_shard`` (those not done yet run here, in turn
+    or ``scale.processes`` at a time), concatenated in user order into one Parquet file."""
+    shards = run_shards(ctx, recommend_shard, ctx.config.scale.processes)
+    parts = [part / "recommendations.parquet" for part in shards]
     concat_parquet(parts, out / "recommendations.parquet")
     drop_parts(ctx, "recommendations")
 

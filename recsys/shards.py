@@ -4,8 +4,8 @@ A sharded stage is a function over one shard, writing a *part* into the run's st
 cheap combine step that concatenates the parts in shard order into the stage's usual output. Shards
 are contiguous slices of a fixed order (the catalog's rows, the users of ``Histories``), so the
 combined output is the same for any number of shards (tested). ``recsys run`` runs every shard in
-turn in one process (``n_shards`` may be 1); the DAG maps one task per shard (``scale.shards``), and
-under the CeleryExecutor the cluster's workers take them.
+turn in one process (``n_shards`` may be 1), or ``scale.processes`` of them at once; the DAG maps one
+task per shard (``scale.shards``), and under the CeleryExecutor the cluster's workers take them.
 
 Each part is written like a stage (``RunStore.stage_output``: a temporary folder and a rename), so
 a killed shard leaves nothing half-written and a retried one resumes; the combine step deletes the
@@ -14,8 +14,13 @@ parts once the stage's output is complete.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from itertools import repeat
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -24,6 +29,8 @@ from recsys.artifacts import atomic_path
 from recsys.run_context import RunContext
 
 PART_INFIX = ".part-"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
+"""Thread pools a shard process sizes from the environment when it starts (numpy's BLAS, polars)."""
 
 
 def shard_bounds(n_rows: int, shard: int, n_shards: int) -> tuple[int, int]:
@@ -55,6 +62,39 @@ def run_part(
     with ctx.store.stage_output(ctx.run_id, name) as out:
         body(out)
     return ctx.store.staging_dir(ctx.run_id) / name
+
+
+def run_shards(
+    ctx: RunContext, shard_part: Callable[[RunContext, int, int], Path], processes: int
+) -> list[Path]:
+    """Every part of a sharded stage, ``shard_part(ctx, shard, n_shards)`` for each of the
+    ``scale.shards`` shards, in shard order: in turn, or ``processes`` at a time in spawned processes
+    sharing the machine's cores (each loads what its shard needs, so memory grows with them)."""
+    n_shards = ctx.config.scale.shards
+    workers = min(processes, n_shards)
+    if workers <= 1:
+        return [shard_part(ctx, shard, n_shards) for shard in range(n_shards)]
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with (
+        _environment(dict.fromkeys(THREAD_VARIABLES, str(threads))),
+        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool,
+    ):
+        return list(pool.map(shard_part, repeat(ctx, n_shards), range(n_shards), repeat(n_shards)))
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in the environment that processes started inside the block inherit."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def drop_parts(ctx: RunContext, stage: str) -> None:

@@ -94,5 +94,12 @@ def test_two_shards_give_the_unsharded_embeddings_and_recommendations(tmp_path: 
     sharded_recs = pl.read_parquet(three.store.staging_dir("three") / recs)
     assert_frame_equal(sharded_recs, pl.read_parquet(one.store.staging_dir("one") / recs))
     assert sharded_recs["user_id"].n_unique() == read_events(one)["user_id"].n_unique()
-    for ctx in (two, three):  # parts go once combined
+    # Both shards at once, in two processes: the same file again.
+    parallel = sharded.model_copy(deep=True)
+    parallel.scale.processes = 2
+    four = RunContext.create(parallel, tmp_path / "data", tmp_path / "runs", "four")
+    _share_stages(one, four, (*SHARED_STAGES, "embeddings"))
+    pipeline.recommendations(four)
+    assert_frame_equal(pl.read_parquet(four.store.staging_dir("four") / recs), sharded_recs)
+    for ctx in (two, three, four):  # parts go once combined
         assert not list(ctx.store.staging_dir(ctx.run_id).glob(f"*{PART_INFIX}*"))
