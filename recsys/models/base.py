@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from recsys.artifacts import atomic_path, atomic_write_json
 from recsys.catalog import Histories, ItemCatalog
-from recsys.models.top_k import Entries, best_of_entries, dense_entries
+from recsys.models.top_k import Entries, best_of_entries, dense_entries, history_cells
 
 SCORER_JSON = "scorer.json"
 SCORER_NPZ = "scorer.npz"
@@ -92,9 +92,7 @@ class Scorer(ABC):
         here, overridden by scorers that can skip the users x items matrix."""
         scores = self.score(histories)
         if exclude_seen:
-            lengths = [len(items) for items in histories.items]
-            rows = np.repeat(np.arange(len(histories)), lengths)
-            scores[rows, np.concatenate([*histories.items, np.zeros(0, dtype=np.int64)])] = -np.inf
+            scores[history_cells(histories.items)] = -np.inf
         return dense_entries(scores, k)
 
     def _cells_per_user(self, histories: Histories, k: int) -> int:

@@ -12,7 +12,7 @@ from scipy.linalg import lapack
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.models.base import Scorer, history_matrix, interaction_matrix
-from recsys.models.top_k import Entries, dense_entries
+from recsys.models.top_k import Entries, dense_entries, history_cells
 
 GRAM_CHUNK_USERS = 20_000
 MIRROR_BLOCK = 1_024
@@ -112,8 +112,7 @@ class EASEScorer(Scorer):
         model_histories = self._model_histories(histories)
         scores = self._model_scores(model_histories)
         if exclude_seen:
-            rows = np.repeat(np.arange(len(histories)), [len(items) for items in model_histories.items])
-            scores[rows, np.concatenate([*model_histories.items, np.zeros(0, dtype=np.int64)])] = -np.inf
+            scores[history_cells(model_histories.items)] = -np.inf
         rows, columns, values = dense_entries(scores, k)
         return rows, self.model_items[columns], values  # model items ascend: ties keep their order
 

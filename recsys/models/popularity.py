@@ -10,7 +10,7 @@ import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.models.base import Scorer
-from recsys.models.top_k import Entries
+from recsys.models.top_k import Entries, history_cells
 
 DAY = 86_400
 
@@ -57,9 +57,9 @@ class PopularityScorer(Scorer):
         ranking, place = self._ranking
         head = ranking[: self._cells_per_user(histories, k)]
         keep = np.ones((len(histories), len(head)), dtype=bool)
-        if exclude_seen and len(histories):
-            rows = np.repeat(np.arange(len(histories)), [len(items) for items in histories.items])
-            places = place[np.concatenate(histories.items)]
+        if exclude_seen:
+            rows, seen = history_cells(histories.items)
+            places = place[seen]
             inside = places < len(head)
             keep[rows[inside], places[inside]] = False
         keep &= np.cumsum(keep, axis=1, dtype=np.int32) <= k

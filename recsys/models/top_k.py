@@ -55,16 +55,16 @@ def best_of_entries(entries: Entries, n_rows: int, k: int) -> tuple[np.ndarray, 
     return top_items, top_scores
 
 
-def seen_cells(histories_items: list[np.ndarray], n_items: int) -> np.ndarray:
-    """Sorted keys ``row * n_items + item`` of every history item (for dropping seen entries)."""
+def history_cells(histories_items: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, items) int64 of every history item: the cells a user has seen."""
     lengths = [len(items) for items in histories_items]
     rows = np.repeat(np.arange(len(histories_items), dtype=np.int64), lengths)
-    items = np.concatenate([*histories_items, np.zeros(0, dtype=np.int64)]).astype(np.int64)
-    return np.unique(rows * n_items + items)
+    return rows, np.concatenate([*histories_items, np.zeros(0, dtype=np.int64)]).astype(np.int64)
 
 
 def drop_seen(entries: Entries, histories_items: list[np.ndarray], n_items: int) -> Entries:
     """``entries`` without the cells of items in the row's history."""
     rows, items, values = entries
-    seen = np.isin(rows.astype(np.int64) * n_items + items, seen_cells(histories_items, n_items))
+    seen_rows, seen_items = history_cells(histories_items)
+    seen = np.isin(rows.astype(np.int64) * n_items + items, seen_rows * n_items + seen_items)
     return rows[~seen], items[~seen], values[~seen]
