@@ -21,6 +21,7 @@ context text the way the encoder saw it in training.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -372,6 +373,30 @@ def load_query_encoder(
     else:
         encoder = load_encoder(model_dir, device)
     return QueryEncoder(encoder, config)
+
+
+def encode_with_cache(
+    texts: Sequence[str], cache: Path, encode: Callable[[list[str]], np.ndarray]
+) -> np.ndarray:
+    """``encode``'s vectors of ``texts``, encoding only the texts ``cache`` lacks: a catalog that
+    changes a little each night costs a little. ``cache`` (npz: the texts' SHA-256 digests, 128 bits in
+    hex, and their vectors) is rewritten to hold exactly ``texts``, so it never outgrows the catalog."""
+    if not texts:
+        return encode([])
+    digests = [hashlib.sha256(text.encode()).hexdigest()[:32] for text in texts]
+    known: dict[str, np.ndarray] = {}
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as stored:
+            known = dict(zip(stored["digests"].tolist(), stored["vectors"], strict=True))
+    missing = {digest: text for digest, text in zip(digests, texts, strict=True) if digest not in known}
+    if missing:
+        known.update(zip(missing, encode(list(missing.values())), strict=True))
+    kept = list(dict.fromkeys(digests))
+    vectors = np.asarray([known[digest] for digest in kept], dtype=np.float32)
+    with atomic_path(cache) as tmp, tmp.open("wb") as handle:
+        np.savez(handle, digests=np.asarray(kept, dtype="U32"), vectors=vectors)
+    position = {digest: row for row, digest in enumerate(kept)}
+    return vectors[[position[digest] for digest in digests]]
 
 
 def encode_items(

@@ -17,6 +17,7 @@ from recsys.embeddings import (
     _token_batches,
     encode_items,
     encode_texts,
+    encode_with_cache,
     user_vectors_from_context,
     user_vectors_from_history,
 )
@@ -110,3 +111,27 @@ def test_context_vectors_encode_the_users_recent_titles(model, items: pl.DataFra
     expected = model.encode(f"{titles[2]} | {titles[1]}", normalize_embeddings=True)
     assert float(vectors[0] @ expected) > 0.999
     np.testing.assert_array_equal(vectors[1], 0)
+
+
+def test_encode_with_cache_encodes_only_texts_it_has_not_seen(tmp_path: Path) -> None:
+    asked: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        asked.append(texts)
+        return np.asarray([[len(text), text.count("a")] for text in texts], dtype=np.float32)
+
+    cache = tmp_path / "texts.npz"
+    first = encode_with_cache(["apple", "banana", "apple"], cache, encode)
+    np.testing.assert_array_equal(first, [[5, 1], [6, 3], [5, 1]])
+    assert asked == [["apple", "banana"]]  # identical texts once
+
+    asked.clear()
+    second = encode_with_cache(["banana", "cherry", "apple"], cache, encode)
+    np.testing.assert_array_equal(second, [[6, 3], [6, 0], [5, 1]])
+    assert asked == [["cherry"]]  # only the new text
+
+    asked.clear()
+    encode_with_cache(["cherry"], cache, encode)
+    assert asked == []
+    with np.load(cache, allow_pickle=False) as stored:  # the cache holds exactly the last texts
+        assert len(stored["digests"]) == 1

@@ -139,42 +139,36 @@ def pretrained_vectors(ctx: RunContext) -> np.ndarray:
     encodes its own catalog (:func:`~recsys.embeddings.select_encoder`: ONNX int8 on CPUs when it agrees
     with fp32 torch; the base model's export is kept in ``<runs>/.cache/`` too).
 
-    They depend only on the base model, the text settings and the catalog's texts, so they are
-    cached under ``<runs>/.cache/`` keyed by a hash of those: a nightly run re-encodes the
-    catalog for the baseline only when it changed.
+    They depend only on the base model, the text settings and each item's text, so they are cached
+    under ``<runs>/.cache/`` text by text (:func:`~recsys.embeddings.encode_with_cache`): a nightly
+    run encodes only the items that are new or whose text changed.
     """
     import hashlib
 
-    from recsys.artifacts import atomic_path
     from recsys.device import resolve_device
-    from recsys.embeddings import encode_texts, item_texts, select_encoder
+    from recsys.embeddings import encode_texts, encode_with_cache, item_texts, select_encoder
     from recsys.encoder.model import load_encoder
     from recsys.encoder.onnx_export import export_onnx, has_variant
     from recsys.run_context import read_items
 
     config = ctx.config.embeddings
     base_model = ctx.config.encoder.base_model
-    texts = item_texts(read_items(ctx), config.template)
 
     def digest(*parts: object) -> str:
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
 
-    key = digest(base_model, config.max_seq_length, config.backend, texts)
-    cache = ctx.store.root / ".cache" / f"pretrained-{key}.npz"
-    if cache.exists():
-        with np.load(cache, allow_pickle=False) as stored:
-            cached: np.ndarray = stored["vectors"]
-        return cached
-    model = load_encoder(base_model, config.device)
-    onnx_dir = ctx.store.root / ".cache" / f"pretrained-onnx-{digest(base_model, config.max_seq_length)}"
-    on_cpu = resolve_device(config.device) == "cpu"
-    if config.backend != "torch" and on_cpu and not has_variant(onnx_dir, config.backend):
-        export_onnx(model, onnx_dir, config.max_seq_length, variants=(config.backend,))
-    choice = select_encoder(model, onnx_dir, config, texts)
-    vectors = encode_texts(choice.encoder, texts, config, description="embedding items (pretrained)")
-    with atomic_path(cache) as tmp, tmp.open("wb") as handle:
-        np.savez(handle, vectors=vectors)
-    return vectors
+    def encode(texts: list[str]) -> np.ndarray:
+        model = load_encoder(base_model, config.device)
+        onnx_dir = ctx.store.root / ".cache" / f"pretrained-onnx-{digest(base_model, config.max_seq_length)}"
+        on_cpu = resolve_device(config.device) == "cpu"
+        if config.backend != "torch" and on_cpu and not has_variant(onnx_dir, config.backend):
+            export_onnx(model, onnx_dir, config.max_seq_length, variants=(config.backend,))
+        choice = select_encoder(model, onnx_dir, config, texts)
+        return encode_texts(choice.encoder, texts, config, description="embedding items (pretrained)")
+
+    key = digest(base_model, config.max_seq_length, config.backend)
+    cache = ctx.store.root / ".cache" / f"pretrained-texts-{key}.npz"
+    return encode_with_cache(item_texts(read_items(ctx), config.template), cache, encode)
 
 
 class EvaluationReport:

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from recsys import pipeline
 from recsys.config import load_config
@@ -39,3 +40,33 @@ def test_pretrained_vectors_are_encoded_as_the_run_encodes_and_cached(
     shutil.rmtree(export)
     np.testing.assert_array_equal(pretrained_vectors(ctx), vectors)
     assert not export.exists()  # read back from the cache: nothing exported or encoded again
+
+
+def test_pretrained_vectors_encode_only_items_whose_text_changed(tiny_demo_dir: Path, tmp_path: Path) -> None:
+    config = load_config(TINY_CONFIG, environ={})
+    config.embeddings.device = "cpu"
+    first = RunContext.create(config, tiny_demo_dir, tmp_path / "runs", "first")
+    pipeline.validate(first)
+    before = pretrained_vectors(first)
+
+    changed = tmp_path / "changed"
+    shutil.copytree(tiny_demo_dir, changed)
+    items = pl.read_parquet(changed / "items.parquet")
+    items.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(pl.lit("A film about lighthouses"))
+        .otherwise("title")
+        .alias("title")
+    ).write_parquet(changed / "items.parquet")
+    second = RunContext.create(config, changed, tmp_path / "runs", "second")
+    pipeline.validate(second)
+    after = pretrained_vectors(second)
+
+    texts = item_texts(read_items(second), config.embeddings.template)
+    (row,) = np.flatnonzero(
+        np.asarray(texts) != np.asarray(item_texts(read_items(first), config.embeddings.template))
+    )
+    others = np.arange(len(before)) != row
+    np.testing.assert_array_equal(after[others], before[others])  # read from the cache
+    fp32 = encode_texts(load_encoder(config.encoder.base_model, "cpu"), [texts[row]], config.embeddings)[0]
+    assert float(after[row] @ fp32) > 0.95 and float(after[row] @ before[row]) < 0.9  # the new text's vector
