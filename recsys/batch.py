@@ -16,8 +16,9 @@ from rich.progress import Progress
 from recsys.artifacts import RunStore, atomic_path
 from recsys.assemble import load_recommender
 from recsys.catalog import Histories
-from recsys.config import Config
+from recsys.config import AsOf, Config
 from recsys.data.readers import read_table
+from recsys.moments import Moments, per_user_moments
 from recsys.recommend import RESULT_COLUMNS, Recommender
 
 
@@ -32,20 +33,21 @@ def load_users(path: Path) -> list[str]:
 def write_recommendations(
     recommender: Recommender,
     histories: Histories,
-    as_of: int,
+    moments: Moments,
     k: int,
     chunk_users: int,
     out: Path,
     columns: list[str] = RESULT_COLUMNS,
 ) -> int:
-    """Top ``k`` of every user of ``histories`` as of ``as_of``, chunk by chunk into ``out``; rows written."""
+    """Top ``k`` of every user of ``histories``, each as of their moment, chunk by chunk into ``out``;
+    rows written."""
     rows = 0
     with atomic_path(out) as tmp, Progress(transient=True) as progress:
         task = progress.add_task("batch recommendations", total=len(histories))
         writer: pq.ParquetWriter | None = None
         try:
             for chunk in histories.chunks(chunk_users):
-                table = recommender.recommend(chunk, dict.fromkeys(chunk.user_ids, as_of), k).select(columns)
+                table = recommender.recommend(chunk, moments.of(chunk), k).select(columns)
                 arrow = table.to_arrow()
                 if writer is None:
                     writer = pq.ParquetWriter(str(tmp), arrow.schema)
@@ -60,10 +62,11 @@ def write_recommendations(
     return rows
 
 
-def run_now(run_dir: Path) -> int:
-    """The moment a run answers for: just after its latest event."""
-    events = pl.scan_parquet(run_dir / "data" / "interactions.parquet")
-    return int(events.select(pl.col("ts").max()).collect().item()) + 1
+def batch_moments(recommender: Recommender, events: pl.DataFrame, as_of: AsOf | None = None) -> Moments:
+    """Where the batch job places a run's users in time: ``as_of`` (default: the run's
+    ``recommend.as_of``) over the run's events."""
+    config = recommender.config
+    return Moments.of_events(events, per_user_moments(as_of or config.recommend.as_of, config.split.protocol))
 
 
 def _run_dir(config: Config, run_id: str | None, runs: Path | None) -> Path:
@@ -71,19 +74,29 @@ def _run_dir(config: Config, run_id: str | None, runs: Path | None) -> Path:
     return store.run_dir(run_id) if run_id else store.current_dir()
 
 
-def _histories(run_dir: Path, recommender: Recommender, user_ids: list[str]) -> Histories:
+def _histories(
+    run_dir: Path, recommender: Recommender, user_ids: list[str], as_of: AsOf | None
+) -> tuple[Histories, Moments]:
+    """The users' histories in the run's data, and where the batch job places them in time."""
     events = pl.read_parquet(run_dir / "data" / "interactions.parquet", columns=["user_id", "item_id", "ts"])
-    return Histories.from_interactions(events, recommender.catalog, users=user_ids)
+    histories = Histories.from_interactions(events, recommender.catalog, users=user_ids)
+    return histories, batch_moments(recommender, events, as_of)
 
 
 def recommend_users(
-    config: Config, user_ids: list[str], k: int, run_id: str | None = None, runs: Path | None = None
+    config: Config,
+    user_ids: list[str],
+    k: int,
+    run_id: str | None = None,
+    runs: Path | None = None,
+    as_of: AsOf | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(recommendations, items) for a few ``user_ids`` as of just after the run's latest event."""
+    """(recommendations, items) for a few ``user_ids``, as the batch job would write them (``as_of``:
+    see :func:`batch_moments`)."""
     run_dir = _run_dir(config, run_id, runs)
     recommender = load_recommender(run_dir)
-    histories = _histories(run_dir, recommender, user_ids)
-    return recommender.recommend(histories, dict.fromkeys(user_ids, run_now(run_dir)), k), recommender.items
+    histories, moments = _histories(run_dir, recommender, user_ids, as_of)
+    return recommender.recommend(histories, moments.of(histories), k), recommender.items
 
 
 def write_batch(
@@ -93,11 +106,10 @@ def write_batch(
     out: Path,
     run_id: str | None = None,
     runs: Path | None = None,
+    as_of: AsOf | None = None,
 ) -> int:
     """Recommendations for many ``user_ids`` into ``out`` (Parquet), in chunks; rows written."""
     run_dir = _run_dir(config, run_id, runs)
     recommender = load_recommender(run_dir)
-    histories = _histories(run_dir, recommender, user_ids)
-    return write_recommendations(
-        recommender, histories, run_now(run_dir), k, config.recommend.chunk_users, out
-    )
+    histories, moments = _histories(run_dir, recommender, user_ids, as_of)
+    return write_recommendations(recommender, histories, moments, k, config.recommend.chunk_users, out)

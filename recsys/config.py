@@ -301,12 +301,22 @@ class EvaluationConfig(Section):
     20,000 users measure NDCG@10 to about ±0.003 (one standard error), so more rarely change a decision."""
 
 
+AsOf = Literal["auto", "now", "last_event"]
+"""Where batch recommendations place users in time (see :class:`RecommendConfig`)."""
+
+
 class RecommendConfig(Section):
     k: int = Field(100, ge=1)
     """Recommendations per user written by the batch job."""
     chunk_users: int = Field(2000, ge=1)
     """Users scored at once by batch jobs and the evaluation: memory grows with this, not with the
     number of users (about 1 GiB per 2,000 users at 500 candidates)."""
+    as_of: AsOf = "auto"
+    """The moment each user's batch recommendations (and the evaluation's lists) describe. now: just
+    after the run's latest event, for everyone. last_event: just after the user's own latest event,
+    where the per-user protocol trains and scores (a user's future follows their last visit, whenever
+    that was). auto: last_event under split.protocol per_user, now under global. Serving answers
+    as of the request."""
 
 
 class PipelineConfig(Section):

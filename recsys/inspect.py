@@ -39,6 +39,7 @@ from recsys.ranking.explain import (
 
 if TYPE_CHECKING:
     from recsys.evaluation.protocol import EvalSplit
+    from recsys.moments import Moments
     from recsys.recommend import Recommender
     from recsys.run_context import RunContext
 
@@ -151,9 +152,14 @@ class RunInspector:
         return pl.read_parquet(self.run_dir / "data" / "interactions.parquet")
 
     @cached_property
-    def as_of(self) -> int:
-        """Just after the run's latest event: what a batch job of this run would see."""
-        return int(self.events["ts"].max()) + 1  # type: ignore[arg-type]
+    def moments(self) -> Moments:
+        """Where this run's batch job places its users in time: the moments its lists describe."""
+        from recsys.batch import batch_moments
+
+        return batch_moments(self.recommender, self.events)
+
+    def _moment(self, histories: Histories, user_id: str) -> int:
+        return self.moments.of(histories)[user_id]
 
     @cached_property
     def evaluation(self) -> dict[str, Any]:
@@ -165,7 +171,8 @@ class RunInspector:
     # -- one user, one item -------------------------------------------------------
     def user(self, user_id: str, k: int | None = 20) -> pl.DataFrame:
         """The user's top ``k`` candidates with feature values, ``bias`` and ``contrib_<feature>``."""
-        return explain_user(self.recommender, user_id, self._histories([user_id]), self.as_of, k)
+        histories = self._histories([user_id])
+        return explain_user(self.recommender, user_id, histories, self._moment(histories, user_id), k)
 
     def history(self, user_id: str, n: int = 10) -> pl.DataFrame:
         """The user's ``n`` latest items (newest first) with titles."""
@@ -173,7 +180,8 @@ class RunInspector:
 
     def item(self, user_id: str, item_id: str) -> ItemExplanation:
         """Why ``item_id`` ranked where it did for ``user_id`` (or why it was not a candidate)."""
-        return explain_item(self.recommender, user_id, item_id, self._histories([user_id]), self.as_of)
+        histories = self._histories([user_id])
+        return explain_item(self.recommender, user_id, item_id, histories, self._moment(histories, user_id))
 
     # -- global views ---------------------------------------------------------------
     def sample_users(self, n: int = SAMPLE_USERS, seed: int = 0) -> list[str]:
@@ -185,10 +193,12 @@ class RunInspector:
 
     @cached_property
     def latest_candidates(self) -> pl.DataFrame:
-        """Sample users' serving candidates as of now, with score, bias and every contribution."""
+        """Sample users' serving candidates as the batch job scores them, with score, bias and every
+        contribution."""
         users = self.sample_users()
         assert self.recommender.ranker is not None
-        scored = self.recommender.scored_candidates(self._histories(users), dict.fromkeys(users, self.as_of))
+        histories = self._histories(users)
+        scored = self.recommender.scored_candidates(histories, self.moments.of(histories))
         return with_contributions(self.recommender.ranker, scored)
 
     @cached_property
@@ -321,7 +331,7 @@ class RunInspector:
         """The evaluation split and top-k lists of recsys and each of its sources (models fitted on train)."""
         from recsys.assemble import candidate_recommender, evaluated_ranker
         from recsys.evaluation.protocol import make_split
-        from recsys.evaluation.run_eval import first_test_moments, topk_matrix
+        from recsys.evaluation.run_eval import split_moments, topk_matrix
 
         config = self.config
         split = make_split(
@@ -334,7 +344,7 @@ class RunInspector:
         )
         recommender = candidate_recommender(self.context, "eval", evaluated_ranker(self.context))
         users = split.histories.user_ids
-        as_of = first_test_moments(split)
+        as_of = split_moments(split, config.recommend.as_of)
         k = max(config.evaluation.ks)
         scored = recommender.scored_candidates(split.histories, as_of)
         lists = {"recsys": topk_matrix(recommender.top_k(scored, k), users, k)}

@@ -313,16 +313,16 @@ RECOMMENDATION_COLUMNS = ["user_id", "item_id", "rank", "score"]
 
 
 def recommend_shard(ctx: RunContext, shard: int, n_shards: int | None = None, force: bool = False) -> Path:
-    """Top-k as of now, from what the run ships, for one contiguous slice of the run's users (sorted
-    by id), to a Parquet part (in chunks of users)."""
-    from recsys.batch import write_recommendations
+    """Top-k from what the run ships, each user as of their batch moment (:func:`~recsys.batch.
+    batch_moments`), for one contiguous slice of the run's users (sorted by id), to a Parquet part (in
+    chunks of users)."""
+    from recsys.batch import batch_moments, write_recommendations
 
     n_shards = n_shards or ctx.config.scale.shards
 
     def body(out: Path) -> None:
         recommender = candidate_recommender(ctx, "serving", Ranker.load(ctx.path("ranker")), evaluated=False)
         events = read_events(ctx)
-        now = int(events["ts"].max()) + 1  # type: ignore[arg-type]
         # Shards are slices of the sorted users: concatenated, they give every user in one order.
         users = events["user_id"].unique().sort().to_list()
         start, stop = shard_bounds(len(users), shard, n_shards)
@@ -330,7 +330,7 @@ def recommend_shard(ctx: RunContext, shard: int, n_shards: int | None = None, fo
         write_recommendations(
             recommender,
             Histories.from_interactions(events, recommender.catalog, users=users[start:stop]),
-            now,
+            batch_moments(recommender, events),
             cfg.k,
             cfg.chunk_users,
             out / "recommendations.parquet",

@@ -11,6 +11,8 @@ from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from recsys.artifacts import RunStore
+from recsys.assemble import load_recommender
+from recsys.catalog import Histories
 from recsys.cli import app
 from recsys.config import load_config
 from recsys.data.demo import DemoSpec, write_demo
@@ -129,6 +131,39 @@ def test_recommend_cli_for_known_unknown_and_batch_users(finished_run: RunContex
     assert sorted(recs["user_id"].unique().to_list()) == ["nobody", "u1", "u2"]
     assert recs.filter(pl.col("user_id") == "nobody")["fallback"].all()
     assert not recs.filter(pl.col("user_id") == "u1")["fallback"].any()
+
+
+def test_the_cli_answers_as_the_shipped_batch_file_and_can_place_users_at_now(
+    finished_run: RunContext, tmp_path: Path
+) -> None:
+    run_dir = finished_run.store.run_dir("run-test")
+    shipped = pl.read_parquet(run_dir / "recommendations" / "recommendations.parquet")
+    users = shipped["user_id"].unique().sort().to_list()[:40]
+    (tmp_path / "users.csv").write_text("user_id\n" + "\n".join(users) + "\n")
+    runs, runner = str(finished_run.store.root), CliRunner()
+
+    def cli_batch(*extra: str) -> pl.DataFrame:
+        out = tmp_path / f"recs{len(extra)}.parquet"
+        args = ["--config", str(CONFIG), "recommend", "--users", str(tmp_path / "users.csv")]
+        result = runner.invoke(app, [*args, "--out", str(out), "--k", "10", "--runs", runs, *extra])
+        assert result.exit_code == 0, result.output
+        return pl.read_parquet(out).select("user_id", "item_id", "rank").sort("user_id", "rank")
+
+    # per-user protocol: each user as of their own latest event, in the pipeline's file and the CLI alike
+    assert finished_run.config.split.protocol == "per_user"
+    expected = shipped.filter(pl.col("user_id").is_in(users)).select("user_id", "item_id", "rank")
+    assert_frame_equal(cli_batch(), expected.sort("user_id", "rank"), check_dtypes=False)
+
+    recommender = load_recommender(run_dir)
+    events = pl.read_parquet(run_dir / "data" / "interactions.parquet")
+    histories = Histories.from_interactions(events, recommender.catalog, users=users)
+    now = int(events["ts"].max()) + 1  # type: ignore[arg-type]
+    at_now = recommender.recommend(histories, dict.fromkeys(users, now), 10)
+    now_lists = cli_batch("--as-of", "now")
+    assert_frame_equal(now_lists, at_now.select("user_id", "item_id", "rank").sort("user_id", "rank"))
+    assert not now_lists.equals(expected.sort("user_id", "rank"))  # where users are placed matters
+    wrong = runner.invoke(app, ["--config", str(CONFIG), "recommend", "--user", "u1", "--as-of", "today"])
+    assert wrong.exit_code != 0 and "--as-of" in wrong.output
 
 
 def test_evaluation_report_covers_sources_baselines_and_slices(finished_run: RunContext) -> None:

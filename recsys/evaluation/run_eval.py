@@ -15,10 +15,12 @@ import polars as pl
 from rich.console import Group
 
 from recsys.catalog import Histories
+from recsys.config import AsOf
 from recsys.console import console
 from recsys.evaluation.fairness import EXPOSURE_K, ItemGroups, fairness_report
 from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.report import fairness_table, metrics_table, slice_table, write_report
+from recsys.moments import Moments, per_user_moments
 
 if TYPE_CHECKING:
     from recsys.recommend import Recommender
@@ -58,14 +60,12 @@ def candidate_recall(candidates: pl.DataFrame, user_ids: list[str], truths: list
     ]
 
 
-def first_test_moments(split: EvalSplit) -> dict[str, int]:
-    """Each test user's moment: their first test event, snapped down to the as-of grid."""
-    from recsys.ranking.training_set import snap_down
-
-    users = split.histories.user_ids
-    first_test = split.test.group_by("user_id").agg(pl.col("ts").min())
-    first = dict(zip(first_test["user_id"].to_list(), first_test["ts"].to_list(), strict=True))
-    return dict(zip(users, snap_down(np.asarray([first[user] for user in users])).tolist(), strict=True))
+def split_moments(split: EvalSplit, as_of: AsOf) -> dict[str, int]:
+    """Each test user's as-of moment, as the batch job places a user after the training events under
+    ``recommend.as_of``: the split's cutoff (global), or just after their own latest training event
+    (see :mod:`recsys.moments`)."""
+    per_user = per_user_moments(as_of, split.protocol)
+    return Moments.of_events(split.train, per_user, now=split.cutoff).of(split.histories)
 
 
 def evaluate_recommender(
@@ -78,7 +78,7 @@ def evaluate_recommender(
     in a chunk, so a chunk of users at few moments costs a few cuts of the event log, not one per
     grid moment (a user's answer does not depend on the users scored beside it).
     """
-    as_of = first_test_moments(split)
+    as_of = split_moments(split, recommender.config.recommend.as_of)
     users = split.histories.user_ids
     k = max(ks)
     by_moment = np.argsort(np.asarray([as_of[user] for user in users], dtype=np.int64), kind="stable")
@@ -125,7 +125,8 @@ def evaluate_promoted(
     users = split.histories.user_ids
     histories = Histories.from_interactions(split.train, promoted.catalog, users)
     k = max(ks)
-    ranked = promoted.top_k(promoted.scored_candidates(histories, first_test_moments(split)), k)
+    as_of = split_moments(split, ctx.config.recommend.as_of)
+    ranked = promoted.top_k(promoted.scored_candidates(histories, as_of), k)
     to_split = np.asarray([split.catalog.index(item) for item in promoted.catalog.ids.tolist()], dtype=object)
     mapped = ranked.with_columns(
         pl.Series("item_idx", to_split[ranked["item_idx"].to_numpy()].tolist(), dtype=pl.Int64)

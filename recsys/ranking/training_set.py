@@ -13,34 +13,28 @@ import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import RankingConfig
+from recsys.moments import Moments, per_user_moments
 from recsys.ranking.cold_slots import label_cold_share
 from recsys.ranking.dask_training import fit_ranker
 from recsys.ranking.ranker import Ranker, ndcg_at
 from recsys.recommend import Recommender
 
-AS_OF_GRID = 48
-
-
-def snap_down(moments: np.ndarray, points: int = AS_OF_GRID) -> np.ndarray:
-    """Each moment moved down to one of at most ``points`` quantile grid points.
-
-    Point-in-time features are computed once per distinct as-of time; snapping per-user
-    times *down* bounds that work while never looking past a user's own moment.
-    """
-    grid = np.unique(np.quantile(moments, np.linspace(0.0, 1.0, points), method="lower"))
-    return grid[np.searchsorted(grid, moments, side="right") - 1]
-
 
 def _targets(
-    history: pl.DataFrame, targets: pl.DataFrame, catalog: ItemCatalog, max_users: int | None, seed: int
+    history: pl.DataFrame,
+    targets: pl.DataFrame,
+    catalog: ItemCatalog,
+    max_users: int | None,
+    seed: int,
+    per_user: bool,
 ) -> tuple[Histories, dict[str, int]]:
-    """Histories of users with target events, and each user's as-of time (their first target)."""
-    users = targets.group_by("user_id").agg(pl.col("ts").min()).sort("user_id")
+    """Histories of users with target events, and each user's as-of time: where the batch job would
+    place them after ``history`` (:class:`~recsys.moments.Moments`), so training mirrors serving."""
+    users = targets.select("user_id").unique().sort("user_id")
     if max_users is not None and users.height > max_users:
         users = users.sample(max_users, seed=seed).sort("user_id")
-    first = users["ts"].to_numpy()
-    as_of = dict(zip(users["user_id"].to_list(), snap_down(first).tolist(), strict=True))
-    return Histories.from_interactions(history, catalog, users=list(as_of)), as_of
+    histories = Histories.from_interactions(history, catalog, users=users["user_id"].to_list())
+    return histories, Moments.of_events(history, per_user).of(histories)
 
 
 def labelled_candidates(
@@ -56,7 +50,9 @@ def labelled_candidates(
     ``graded``: 2 for items rated >= 4, 1 for other interactions. Users none of whose targets
     were retrieved carry no ranking signal and are dropped.
     """
-    histories, as_of = _targets(history, targets, recommender.catalog, max_users, seed)
+    config = recommender.config
+    per_user = per_user_moments(config.recommend.as_of, config.split.protocol)
+    histories, as_of = _targets(history, targets, recommender.catalog, max_users, seed, per_user)
     frame = recommender.candidate_features(histories, as_of)
     relevant = pl.lit(1)
     if graded and "rating" in targets.columns:

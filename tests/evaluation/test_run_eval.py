@@ -1,4 +1,4 @@
-"""The evaluation stage's own inputs: the pretrained-text baseline's catalog vectors."""
+"""The evaluation stage's own inputs: the pretrained-text baseline's catalog vectors, the users' moments."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from recsys import pipeline
+from recsys.catalog import ItemCatalog
 from recsys.config import load_config
 from recsys.embeddings import encode_texts, item_texts
 from recsys.encoder.model import load_encoder
 from recsys.encoder.onnx_export import has_variant
-from recsys.evaluation.run_eval import pretrained_vectors
+from recsys.evaluation.protocol import make_split
+from recsys.evaluation.run_eval import pretrained_vectors, split_moments
+from recsys.moments import Moments
 from recsys.run_context import RunContext, read_items
 
 TINY_CONFIG = Path(__file__).parents[1] / "dags" / "tiny_config.yaml"
@@ -70,3 +74,20 @@ def test_pretrained_vectors_encode_only_items_whose_text_changed(tiny_demo_dir: 
     np.testing.assert_array_equal(after[others], before[others])  # read from the cache
     fp32 = encode_texts(load_encoder(config.encoder.base_model, "cpu"), [texts[row]], config.embeddings)[0]
     assert float(after[row] @ fp32) > 0.95 and float(after[row] @ before[row]) < 0.9  # the new text's vector
+
+
+@pytest.mark.parametrize("protocol", ["per_user", "global"])
+def test_test_users_are_placed_as_the_batch_job_places_them_and_never_after_their_future(
+    tiny_demo: tuple[pl.DataFrame, pl.DataFrame], protocol: str
+) -> None:
+    items, interactions = tiny_demo
+    split = make_split(interactions, ItemCatalog.from_items(items), protocol)  # type: ignore[arg-type]
+    moments = split_moments(split, "auto")
+    first_test = dict(split.test.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
+    assert all(moments[user] <= first_test[user] for user in split.histories.user_ids)
+    if protocol == "global":  # everyone at the cut, as the nightly job's batch describes them
+        assert set(moments.values()) == {split.cutoff}
+    else:  # each after their own latest training event, on the grid of the training data
+        assert moments == Moments.of_events(split.train, per_user=True).of(split.histories)
+        assert len(set(moments.values())) > 1
+    assert set(split_moments(split, "now").values()) == {split.cutoff or int(split.train["ts"].max()) + 1}

@@ -1,20 +1,24 @@
-"""The ranker's training sets: a row budget bounds them whatever the number of users."""
+"""The ranker's training sets: a row budget bounds them whatever the number of users; label users are
+placed in time as the batch job places users."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
 from recsys.assemble import ranking_feature_names
-from recsys.catalog import ItemCatalog
+from recsys.catalog import Histories, ItemCatalog
 from recsys.config import Config, RankingConfig
 from recsys.data import load_dataset
 from recsys.data.demo import DemoSpec, write_demo
-from recsys.data.splits import global_split, time_at_share
+from recsys.data.splits import global_split, per_user_split, time_at_share
 from recsys.models.popularity import PopularityScorer
+from recsys.moments import Moments
 from recsys.ranking.behaviour import OfflineBehaviour
-from recsys.ranking.training_set import train_ranker, training_users
+from recsys.ranking.training_set import labelled_candidates, train_ranker, training_users
 from recsys.recommend import Recommender
 from recsys.retrieval.scorer_source import ScorerSource
 
@@ -27,26 +31,29 @@ def test_training_users_fit_the_row_budget() -> None:
     assert training_users(RankingConfig(max_users=None, max_rows=1_000), 5_000) == 1
 
 
-@pytest.mark.parametrize("max_rows", [1_000, 100_000])
-def test_training_sets_stay_within_max_rows(tmp_path_factory: pytest.TempPathFactory, max_rows: int) -> None:
-    folder = tmp_path_factory.mktemp("training_set")
+def _popular_recommender(folder: Path, config: Config) -> tuple[Recommender, pl.DataFrame]:
     write_demo(folder, DemoSpec(users=300, items=100, events=6000, topics=4, days=40, seed=3))
     dataset = load_dataset(folder)
     items, events = dataset.items, dataset.interactions
+    config.retrieval.candidates_k = CANDIDATES_K
+    catalog = ItemCatalog.from_items(items)
+    popular = PopularityScorer(days=config.retrieval.popular_days).fit(events, catalog)
+    vectors = np.eye(len(catalog), 8, dtype=np.float32)
+    behaviour = OfflineBehaviour(events, items, config.features)
+    sources = [ScorerSource(popular, name="popular")]
+    return Recommender(config, catalog, items, vectors, sources, behaviour, None), events
+
+
+@pytest.mark.parametrize("max_rows", [1_000, 100_000])
+def test_training_sets_stay_within_max_rows(tmp_path_factory: pytest.TempPathFactory, max_rows: int) -> None:
     config = Config.model_validate(
         {
             "retrieval": {"sources": ["popular"], "per_source_k": CANDIDATES_K},
             "ranking": {"n_estimators": 5, "min_child_samples": 5, "threads": 1, "max_rows": max_rows},
         }
     )
-    config.retrieval.candidates_k = CANDIDATES_K
-    catalog = ItemCatalog.from_items(items)
-    popular = PopularityScorer(days=config.retrieval.popular_days).fit(events, catalog)
-    vectors = np.eye(len(catalog), 8, dtype=np.float32)
-    behaviour = OfflineBehaviour(events, items, config.features)
-    recommender = Recommender(
-        config, catalog, items, vectors, [ScorerSource(popular, name="popular")], behaviour, None
-    )
+    recommender, events = _popular_recommender(tmp_path_factory.mktemp("training_set"), config)
+    behaviour = recommender.behaviour
     history, later = global_split(events, time_at_share(events, 0.5))
     train, valid = global_split(later, time_at_share(later, 0.5))
     names = ranking_feature_names(config, behaviour)
@@ -57,3 +64,23 @@ def test_training_sets_stay_within_max_rows(tmp_path_factory: pytest.TempPathFac
     assert model.info["train_groups"] <= min(cap, users_with_targets)
     if cap >= users_with_targets:  # no sampling: every user whose targets were retrieved takes part
         assert model.info["train_groups"] > 50
+
+
+@pytest.mark.parametrize("protocol", ["per_user", "global"])
+def test_label_users_are_placed_where_the_batch_job_would_place_them(tmp_path: Path, protocol: str) -> None:
+    config = Config.model_validate(
+        {"split": {"protocol": protocol}, "retrieval": {"sources": ["popular"], "per_source_k": CANDIDATES_K}}
+    )
+    recommender, events = _popular_recommender(tmp_path, config)
+    if protocol == "per_user":
+        history, targets = per_user_split(events, 0.2, 5)
+    else:
+        history, targets = global_split(events, time_at_share(events, 0.8))
+    frame = labelled_candidates(recommender, history, targets, None, seed=0)
+    placed = dict(frame.select("user_id", "ts").unique().iter_rows())
+    first_target = dict(targets.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
+    assert placed and all(placed[user] <= first_target[user] for user in placed)  # never after the future
+    histories = Histories.from_interactions(history, recommender.catalog, users=sorted(placed))
+    assert placed == Moments.of_events(history, per_user=protocol == "per_user").of(histories)
+    if protocol == "global":  # everyone at the end of the history, as the batch job's now
+        assert set(placed.values()) == {int(history["ts"].max()) + 1}

@@ -128,6 +128,7 @@ def stop_server(server: LiveServer) -> None:
 
 
 def batch_answer(config: Config, run: TinyRun, user: str) -> pl.DataFrame:
-    """What ``recsys.batch.recommend_users`` answers for ``user`` (k=10) from the run."""
-    batch, _ = recommend_users(config, [user], 10, runs=run.runs_dir)
+    """What ``recsys.batch.recommend_users`` answers for ``user`` (k=10) from the run, as of the run's
+    now: the moment serving answers for (the batch job may place users at their latest event)."""
+    batch, _ = recommend_users(config, [user], 10, runs=run.runs_dir, as_of="now")
     return batch

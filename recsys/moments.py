@@ -1,0 +1,67 @@
+"""The moment each user's recommendations describe: the as-of time of their point-in-time features.
+
+The ranker learns from users described just before their future starts (:mod:`recsys.ranking.
+training_set`). Under the global protocol that is one moment for everyone, the data's "now". Under the
+per-user protocol each user's future follows their own latest event, however long ago: a user last
+seen years before the data's end is described as of then, as the ranker was trained, not with
+popularity and recency that never applied to them. Batch recommendations and the evaluation take
+their moments from here, so what is evaluated is what ships.
+
+Per-user moments are snapped down to a grid of at most :data:`AS_OF_GRID` moments, quantiles of every
+user's latest event in the data: point-in-time state is computed once per distinct moment, and a
+user's moment depends only on the data, never on which users are scored beside them (chunks, shards
+and a CLI call for one user all agree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from recsys.catalog import Histories
+from recsys.config import AsOf
+
+AS_OF_GRID = 48
+
+
+def moment_grid(moments: np.ndarray, points: int = AS_OF_GRID) -> np.ndarray:
+    """At most ``points`` quantiles of ``moments`` (sorted, distinct), the smallest one included."""
+    return np.unique(np.quantile(moments, np.linspace(0.0, 1.0, points), method="lower"))
+
+
+def snap_down(moments: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Each moment moved down to the latest grid point at or before it (never later: a moment before
+    the whole grid stays as it is)."""
+    at = np.searchsorted(grid, moments, side="right") - 1
+    return np.where(at >= 0, grid[np.maximum(at, 0)], moments)
+
+
+def per_user_moments(as_of: AsOf, protocol: str) -> bool:
+    """Whether users are described as of their own latest event (``recommend.as_of``; ``auto`` follows
+    the split's ``protocol``) rather than as of the common now."""
+    return as_of == "last_event" or (as_of == "auto" and protocol == "per_user")
+
+
+@dataclass(frozen=True)
+class Moments:
+    """How users of one dataset are placed in time: all at ``now``, or (with a ``grid``) each just
+    after their latest event, snapped down to the grid."""
+
+    now: int
+    grid: np.ndarray | None = None
+
+    @classmethod
+    def of_events(cls, events: pl.DataFrame, per_user: bool, now: int | None = None) -> Moments:
+        """``now`` defaults to just after the latest event; the grid comes from every user's latest."""
+        latest = events.group_by("user_id").agg(pl.col("ts").max())["ts"].to_numpy() + 1
+        now = int(latest.max()) if now is None else now
+        return cls(now, moment_grid(latest) if per_user else None)
+
+    def of(self, histories: Histories) -> dict[str, int]:
+        """Each user's as-of moment (``now`` for a user without events)."""
+        if self.grid is None:
+            return dict.fromkeys(histories.user_ids, self.now)
+        latest = np.asarray([int(ts[-1]) + 1 if len(ts) else self.now for ts in histories.timestamps])
+        return dict(zip(histories.user_ids, snap_down(latest, self.grid).tolist(), strict=True))

@@ -1,0 +1,77 @@
+"""Where users are placed in time: one common now, or each user just after their latest event."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.catalog import Histories, ItemCatalog
+from recsys.moments import Moments, moment_grid, per_user_moments, snap_down
+
+DAY = 86_400
+
+
+def _events(users: int = 120, seed: int = 3) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = [
+        (f"u{user}", f"i{rng.integers(30)}", int(start + step * DAY))
+        for user in range(users)
+        for start in [rng.integers(0, 400) * DAY]
+        for step in range(rng.integers(1, 6))
+    ]
+    return pl.DataFrame(rows, schema=["user_id", "item_id", "ts"], orient="row")
+
+
+def _histories(events: pl.DataFrame, users: list[str]) -> Histories:
+    catalog = ItemCatalog.from_items(events.select("item_id").unique().sort("item_id"))
+    return Histories.from_interactions(events, catalog, users=users)
+
+
+@pytest.mark.parametrize(
+    ("as_of", "protocol", "expected"),
+    [
+        ("auto", "per_user", True),
+        ("auto", "global", False),
+        ("now", "per_user", False),
+        ("last_event", "global", True),
+    ],
+)
+def test_auto_follows_the_protocol(as_of: str, protocol: str, expected: bool) -> None:
+    assert per_user_moments(as_of, protocol) is expected  # type: ignore[arg-type]
+
+
+def test_snap_down_never_moves_a_moment_later() -> None:
+    grid = np.array([10, 20, 30])
+    assert snap_down(np.array([5, 10, 19, 20, 35]), grid).tolist() == [5, 10, 10, 20, 30]
+    moments = np.random.default_rng(0).integers(0, 1000, 500)
+    grid = moment_grid(moments, points=12)
+    assert len(grid) <= 12 and grid[0] == moments.min()
+    snapped = snap_down(moments, grid)
+    assert (snapped <= moments).all() and set(snapped.tolist()) <= set(grid.tolist())
+
+
+def test_everyone_at_now_unless_per_user() -> None:
+    events = _events()
+    users = events["user_id"].unique().sort().to_list()
+    moments = Moments.of_events(events, per_user=False)
+    assert moments.now == int(events["ts"].max()) + 1
+    assert set(moments.of(_histories(events, users)).values()) == {moments.now}
+    assert set(Moments.of_events(events, False, now=123).of(_histories(events, users)).values()) == {123}
+
+
+def test_per_user_moments_follow_each_users_latest_event_on_a_grid_of_the_data() -> None:
+    events = _events()
+    users = events["user_id"].unique().sort().to_list()
+    moments = Moments.of_events(events, per_user=True)
+    assert moments.grid is not None and len(moments.grid) <= 48
+    placed = moments.of(_histories(events, [*users, "new-user"]))
+    latest = dict(events.group_by("user_id").agg(pl.col("ts").max() + 1).iter_rows())
+    assert placed["new-user"] == moments.now
+    assert all(placed[user] <= latest[user] for user in users)
+    assert len({placed[user] for user in users}) > 10  # not everyone at one moment
+    newest = max(latest, key=latest.__getitem__)
+    assert placed[newest] == moments.now
+    # a user's moment depends on the data only, not on who is scored beside them (chunks, shards, CLI)
+    for user in users[:20]:
+        assert moments.of(_histories(events, [user]))[user] == placed[user]
