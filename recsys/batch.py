@@ -30,6 +30,9 @@ def load_users(path: Path) -> list[str]:
     return frame["user_id"].cast(pl.String).drop_nulls().unique(maintain_order=True).to_list()
 
 
+ORDER = "_order"
+
+
 def write_recommendations(
     recommender: Recommender,
     histories: Histories,
@@ -39,15 +42,21 @@ def write_recommendations(
     out: Path,
     columns: list[str] = RESULT_COLUMNS,
 ) -> int:
-    """Top ``k`` of every user of ``histories``, each as of their moment, chunk by chunk into ``out``;
-    rows written."""
+    """Top ``k`` of every user of ``histories``, each as of their moment, chunk by chunk into ``out``
+    (users in the order of ``histories``, ranks ascending); rows written."""
     rows = 0
     with atomic_path(out) as tmp, Progress(transient=True) as progress:
         task = progress.add_task("batch recommendations", total=len(histories))
         writer: pq.ParquetWriter | None = None
         try:
             for chunk in histories.chunks(chunk_users):
-                table = recommender.recommend(chunk, moments.of(chunk), k).select(columns)
+                order = pl.DataFrame({"user_id": chunk.user_ids, ORDER: range(len(chunk))})
+                table = (
+                    recommender.recommend(chunk, moments.of(chunk), k)
+                    .join(order, on="user_id")
+                    .sort(ORDER, "rank")
+                    .select(columns)
+                )
                 arrow = table.to_arrow()
                 if writer is None:
                     writer = pq.ParquetWriter(str(tmp), arrow.schema)

@@ -314,8 +314,8 @@ RECOMMENDATION_COLUMNS = ["user_id", "item_id", "rank", "score"]
 
 def recommend_shard(ctx: RunContext, shard: int, n_shards: int | None = None, force: bool = False) -> Path:
     """Top-k from what the run ships, each user as of their batch moment (:func:`~recsys.batch.
-    batch_moments`), for one contiguous slice of the run's users (sorted by id), to a Parquet part (in
-    chunks of users)."""
+    batch_moments`), for one contiguous slice of the run's users (by moment, then id), to a Parquet part
+    (in chunks of users)."""
     from recsys.batch import batch_moments, write_recommendations
 
     n_shards = n_shards or ctx.config.scale.shards
@@ -323,14 +323,15 @@ def recommend_shard(ctx: RunContext, shard: int, n_shards: int | None = None, fo
     def body(out: Path) -> None:
         recommender = candidate_recommender(ctx, "serving", Ranker.load(ctx.path("ranker")), evaluated=False)
         events = read_events(ctx)
-        # Shards are slices of the sorted users: concatenated, they give every user in one order.
-        users = events["user_id"].unique().sort().to_list()
+        moments = batch_moments(recommender, events)
+        # Shards are slices of the users by moment, then id: concatenated, every user in one order.
+        users = moments.ordered(events)
         start, stop = shard_bounds(len(users), shard, n_shards)
         cfg = ctx.config.recommend
         write_recommendations(
             recommender,
             Histories.from_interactions(events, recommender.catalog, users=users[start:stop]),
-            batch_moments(recommender, events),
+            moments,
             cfg.k,
             cfg.chunk_users,
             out / "recommendations.parquet",
@@ -343,7 +344,7 @@ def recommend_shard(ctx: RunContext, shard: int, n_shards: int | None = None, fo
 @_stage("recommendations")
 def recommendations(ctx: RunContext, out: Path) -> None:
     """Top-k for every user: every shard of ``recommend_shard`` (those not done yet run here, in turn
-    or ``scale.processes`` at a time), concatenated in user order into one Parquet file."""
+    or ``scale.processes`` at a time), concatenated (users by moment, then id) into one Parquet file."""
     shards = run_shards(ctx, recommend_shard, ctx.config.scale.processes)
     parts = [part / "recommendations.parquet" for part in shards]
     concat_parquet(parts, out / "recommendations.parquet")

@@ -75,3 +75,15 @@ def test_per_user_moments_follow_each_users_latest_event_on_a_grid_of_the_data()
     # a user's moment depends on the data only, not on who is scored beside them (chunks, shards, CLI)
     for user in users[:20]:
         assert moments.of(_histories(events, [user]))[user] == placed[user]
+
+
+@pytest.mark.parametrize("per_user", [True, False])
+def test_users_ordered_by_moment_then_id(per_user: bool) -> None:
+    events = _events()
+    moments = Moments.of_events(events, per_user)
+    ordered = moments.ordered(events)
+    assert sorted(ordered) == events["user_id"].unique().sort().to_list()
+    placed = moments.of(_histories(events, ordered))
+    assert [(placed[user], user) for user in ordered] == sorted((placed[user], user) for user in ordered)
+    if not per_user:
+        assert ordered == sorted(ordered)
