@@ -21,6 +21,8 @@ import pytest
 from test_recsys_nightly import DAG_ID, TINY_CONFIG, airflow_env
 
 from recsys.artifacts import STAGING, RunStore
+from recsys.assemble import load_recommender
+from recsys.batch import batch_moments
 from recsys.data.demo import DemoSpec, write_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -144,4 +146,7 @@ def test_nightly_dag_under_celery_two_workers_two_shards(tmp_path: Path, redis_u
     recs = pl.read_parquet(runs / run_id / "recommendations" / "recommendations.parquet")
     events = pl.read_parquet(data / "interactions.parquet")
     assert recs["user_id"].n_unique() == events["user_id"].n_unique()
-    assert recs["user_id"].is_sorted()  # shards of the sorted users, concatenated in order
+    # shards of the users by moment, then id, concatenated in order
+    run_events = pl.read_parquet(runs / run_id / "data" / "interactions.parquet")
+    ordered = batch_moments(load_recommender(runs / run_id), run_events).ordered(run_events)
+    assert recs["user_id"].unique(maintain_order=True).to_list() == ordered
