@@ -12,9 +12,16 @@ from feature_store.read_out import col, days_between
 from recsys.config import FeaturesConfig
 
 
-def user_decay(config: FeaturesConfig) -> DecayedSum:
+def affinity_half_lives(config: FeaturesConfig) -> tuple[float, ...]:
+    """The category affinity's half-lives in days, shortest first, each once."""
+    return tuple(sorted(set(config.affinity_half_lives_days)))
+
+
+def user_decay(half_life_days: float) -> DecayedSum:
     """The user's recency-weighted event count (the denominator of category affinity)."""
-    return DecayedSum("user_decay_sum", "user_decay_ref_ts", config.affinity_half_life_days)
+    return DecayedSum(
+        f"user_decay_sum_{half_life_days:g}d", f"user_decay_ref_ts_{half_life_days:g}d", half_life_days
+    )
 
 
 def user_view(config: FeaturesConfig) -> FeatureView:
@@ -29,7 +36,7 @@ def user_view(config: FeaturesConfig) -> FeatureView:
             Sum("user_rating_sum", "rating"),
             CountNonNull("user_rating_count", "rating"),
             DistinctCount("user_n_categories", CATEGORY),
-            user_decay(config),
+            *(user_decay(half_life) for half_life in affinity_half_lives(config)),
         ),
         features=(
             *(

@@ -1,9 +1,10 @@
 """User×item and user×category features: has the user seen this item, and how much do they like its category.
 
 Category affinity is the recency-weighted share of the user's events in the candidate's
-first category: each past event counts ``2 ** (-age / half_life)``. The state keeps the
-decayed sums with the moment they refer to (``*_decay_ref_ts``), so a sum can be moved to
-any later moment by one multiplication, and a live event updates it exactly.
+first category: each past event counts ``2 ** (-age / half_life)``, one feature per half-life
+(``features.affinity_half_lives_days``). The state keeps the decayed sums with the moment they
+refer to (``*_decay_ref_ts_*``), so a sum can be moved to any later moment by one multiplication,
+and a live event updates it exactly.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from feature_store.definitions import (
     FeatureView,
 )
 from feature_store.read_out import col, days_between
-from feature_store.user_features import user_decay
+from feature_store.user_features import affinity_half_lives, user_decay
 from recsys.config import FeaturesConfig
 
 
@@ -43,20 +44,24 @@ def user_item_view() -> FeatureView:
 
 
 def user_category_view(config: FeaturesConfig) -> FeatureView:
-    half_life = config.affinity_half_life_days
-    in_category = DecayedSum("uc_decay_sum", "uc_decay_ref_ts", half_life)
+    half_lives = affinity_half_lives(config)
+    in_category = {
+        half_life: DecayedSum(f"uc_decay_sum_{half_life:g}d", f"uc_decay_ref_ts_{half_life:g}d", half_life)
+        for half_life in half_lives
+    }
     return FeatureView(
         name="user_category",
         entity=USER_CATEGORY,
-        aggregations=(in_category,),
-        features=(
+        aggregations=tuple(in_category.values()),
+        features=tuple(
             Feature(
-                "user_category_affinity",
-                in_category.at_now() / user_decay(config).at_now(),
+                f"user_category_affinity_{half_life:g}d",
+                in_category[half_life].at_now() / user_decay(half_life).at_now(),
                 0.0,
                 f"recency-weighted share (half-life {half_life:g} days) of the user's events "
                 "in the item's category",
-            ),
+            )
+            for half_life in half_lives
         ),
-        description="user taste for the candidate's category",
+        description="user taste for the candidate's category, now and over longer spans",
     )

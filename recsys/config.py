@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
 
 ENV_PREFIX = "RECSYS_"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
@@ -64,8 +64,12 @@ class FeaturesConfig(Section):
     """Windows of the counting features (plus all time); the trend compares the two longest."""
     recent_items: int = Field(20, ge=1)
     """How many of a user's latest items are kept as history (online and for co-visitation)."""
-    affinity_half_life_days: float = Field(14.0, gt=0)
-    """Half-life of the recency weighting in user x category affinity and decayed counts."""
+    affinity_half_lives_days: list[PositiveFloat] = Field(
+        default_factory=lambda: [3.0, 14.0, 60.0], min_length=1
+    )
+    """Half-lives of the recency weighting in user x category affinity, one feature each: taste now,
+    lately and over months side by side, so the ranker follows a user whose tastes move (one half-life
+    either forgets a user's lasting tastes or misses where they are going)."""
     covisit_max_gap: int = Field(3, ge=1, le=10)
     """Two events of a user at most this many steps apart count as co-visited."""
     covisit_max_seconds: int = Field(7 * 86400, ge=1)

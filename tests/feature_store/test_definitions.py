@@ -58,9 +58,20 @@ def test_feature_set_versions_are_stable_and_follow_definitions() -> None:
     ]
     other_windows = default_feature_set(config.model_copy(update={"windows_days": [1, 7, 90]}))
     assert other_windows.version != DEFAULT_FEATURE_SET.version
-    other_half_life = default_feature_set(config.model_copy(update={"affinity_half_life_days": 3.0}))
-    assert other_half_life.features == DEFAULT_FEATURE_SET.features
-    assert other_half_life.version != DEFAULT_FEATURE_SET.version
+    affinities = [name for name in DEFAULT_FEATURE_SET.features if name.startswith("user_category_affinity")]
+    assert affinities == [
+        "user_category_affinity_3d",
+        "user_category_affinity_14d",
+        "user_category_affinity_60d",
+    ]
+    other_half_lives = default_feature_set(
+        config.model_copy(update={"affinity_half_lives_days": [60.0, 7.0]})
+    )
+    assert [name for name in other_half_lives.features if name.startswith("user_category_affinity")] == [
+        "user_category_affinity_7d",
+        "user_category_affinity_60d",
+    ]
+    assert other_half_lives.version != DEFAULT_FEATURE_SET.version
     assert build_registry(config).feature_set("x", ["ui_count"]).version != DEFAULT_FEATURE_SET.version
 
 

@@ -35,7 +35,6 @@ def brute_force(log: pl.DataFrame, catalog: pl.DataFrame, user: str, item: str, 
     """Every default feature from the events with ts < t, written out loop by loop."""
     category = {row["item_id"]: (row["categories"] or [None])[0] for row in catalog.iter_rows(named=True)}
     past = [row for row in log.iter_rows(named=True) if row["ts"] < t]
-    half_life = CONFIG.affinity_half_life_days * DAY
     f: dict[str, float] = {}
 
     def mean(values: list[float]) -> float:
@@ -65,14 +64,16 @@ def brute_force(log: pl.DataFrame, catalog: pl.DataFrame, user: str, item: str, 
     f["ui_count"] = len(pair)
     f["ui_days_since"] = (t - max(e["ts"] for e in pair)) / DAY if pair else NEVER
 
-    def decay(e: dict[str, object]) -> float:
-        return float(2.0 ** (-(t - int(e["ts"])) / half_life))  # type: ignore[call-overload]
-
     same = [
         e for e in by_user if category.get(item) is not None and category[e["item_id"]] == category.get(item)
     ]
-    total = sum(decay(e) for e in by_user)
-    f["user_category_affinity"] = sum(decay(e) for e in same) / total if same else 0.0
+    for days in CONFIG.affinity_half_lives_days:
+
+        def decay(e: dict[str, object], half_life: float = days * DAY) -> float:
+            return float(2.0 ** (-(t - int(e["ts"])) / half_life))  # type: ignore[call-overload]
+
+        total = sum(decay(e) for e in by_user)
+        f[f"user_category_affinity_{days:g}d"] = sum(decay(e) for e in same) / total if same else 0.0
 
     sequences: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for e in past:

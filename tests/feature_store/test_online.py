@@ -36,6 +36,7 @@ from recsys.data.schema import INTERACTIONS_SCHEMA
 CONFIG = FeaturesConfig(
     recent_items=4, covisit_max_gap=2, covisit_max_seconds=3 * DAY, covisit_top_per_item=3
 )
+AFFINITIES = [f"user_category_affinity_{days:g}d" for days in CONFIG.affinity_half_lives_days]
 USERS = ["u0", "u1", "u3", "nobody"]
 CANDIDATES = ["i1", "i2", "i3", "i4", "i5", "i6", "i7", "i0", "i8", "unknown"]
 
@@ -134,7 +135,7 @@ def test_live_events_move_user_state_to_the_new_moment(make_store: StoreFactory)
     # Refreshed by events: everything user-side. Item state and the co-visitation table wait for the push,
     # and events leave user time windows only then.
     live_features = ["user_events_all", "user_days_since_last", "user_n_categories", "user_mean_rating"]
-    live_features += ["ui_seen", "ui_count", "ui_days_since", "user_category_affinity"]
+    live_features += ["ui_seen", "ui_count", "ui_days_since", *AFFINITIES]
     for user in [*USERS, "newbie"]:
         online = get_online_features(store, user, CANDIDATES, end).select(live_features)
         assert_frame_equal(online, offline(log, catalog, user, end).select(live_features), rtol=1e-9)
@@ -272,7 +273,7 @@ LIVE_FEATURES = [
     "ui_seen",
     "ui_count",
     "ui_days_since",
-    "user_category_affinity",
+    *AFFINITIES,
 ]
 
 

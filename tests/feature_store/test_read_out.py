@@ -82,12 +82,12 @@ def test_numpy_read_out_equals_polars_bit_for_bit(values: dict[str, list[float |
 
 
 def test_read_outs_name_what_they_read_and_refuse_other_operands() -> None:
-    affinity = REGISTRY.features["user_category_affinity"].read
+    affinity = REGISTRY.features["user_category_affinity_14d"].read
     assert affinity.columns() == {
-        "uc_decay_sum",
-        "uc_decay_ref_ts",
-        "user_decay_sum",
-        "user_decay_ref_ts",
+        "uc_decay_sum_14d",
+        "uc_decay_ref_ts_14d",
+        "user_decay_sum_14d",
+        "user_decay_ref_ts_14d",
         NOW,
     }
     assert str(col("a") / col("b") > 1) == "((a / b) > 1.0)"
