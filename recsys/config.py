@@ -267,6 +267,13 @@ class RankingConfig(Section):
     graded: bool = False
     """Labels 2 for items rated >= 4 and 1 for other interactions (default: 1 for any interaction,
     as the evaluation counts them)."""
+    members: int = Field(5, ge=1)
+    """Most models averaged into the ranker, each grown with its own seed (seed, seed + 1, ...): on a
+    few hundred users' labels one model's splits and early-stopping point move with the seed as much as
+    any setting does; their mean moves less and ranks better."""
+    member_rows: int = Field(1_000_000, ge=1000)
+    """Label rows all members train on together at most: fewer members for larger label sets (one from
+    this many rows on), so the ensemble costs at most what one model on max_rows costs."""
     refit: bool = True
     """After early stopping picked the number of trees, grow the model again on the whole label window."""
     refit_rounds_factor: float = Field(1.5, gt=0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,56 @@ def compile_trees(booster: lightgbm.Booster) -> Callable[[np.ndarray], np.ndarra
 def group_sizes(frame: pl.DataFrame) -> np.ndarray:
     """Group sizes of consecutive rows per user (the frame must be sorted by user)."""
     return frame.group_by("user_id", maintain_order=True).len()["len"].to_numpy()
+
+
+_TREE_HEADER = re.compile(r"^Tree=\d+\n", flags=re.MULTILINE)
+_SCALED_LINES = re.compile(r"^(leaf_value|internal_value)=(.*)$", flags=re.MULTILINE)
+
+
+def averaged_booster(boosters: Sequence[lightgbm.Booster]) -> lightgbm.Booster:
+    """One LightGBM model whose score is the mean of ``boosters``' scores: their trees one after the
+    other, every leaf (and node) value divided by their number.
+
+    LightGBM can append one model's trees to another's but not average them, so the model text is
+    joined here. What comes out is a plain model: saved, compiled and explained like any other
+    (SHAP values are linear in the leaves: the mean of the members' contributions).
+    """
+    import lightgbm as lgb
+
+    if len(boosters) == 1:
+        return boosters[0]
+    share = 1.0 / len(boosters)
+
+    def scaled(match: re.Match[str]) -> str:
+        values = " ".join(repr(float(value) * share) for value in match.group(2).split())
+        return f"{match.group(1)}={values}"
+
+    texts = [booster.model_to_string() for booster in boosters]
+    first_tree = _TREE_HEADER.search(texts[0])
+    assert first_tree is not None, "a model without trees"
+    # tree_sizes lets LightGBM parse trees in parallel; without it, it reads them in turn.
+    header = re.sub(r"^tree_sizes=.*\n", "", texts[0][: first_tree.start()], flags=re.MULTILINE)
+    trees = [tree for text in texts for tree in _TREE_HEADER.split(text[: text.index("end of trees")])[1:]]
+    body = "".join(f"Tree={number}\n{_SCALED_LINES.sub(scaled, tree)}" for number, tree in enumerate(trees))
+    footer = texts[0][texts[0].index("end of trees") :]
+    return lgb.Booster(model_str=header + body + footer)
+
+
+def average_rankers(members: Sequence[Ranker]) -> Ranker:
+    """One ranker scoring the mean of ``members``' scores (:func:`averaged_booster`); its info keeps
+    each member's (``members``) beside the rows they all trained on. One member: itself."""
+    if len(members) == 1:
+        return members[0]
+    features = members[0].features
+    assert all(member.features == features for member in members), "members of other features"
+    booster = averaged_booster([member.booster for member in members])
+    info = {
+        "train_rows": members[0].info["train_rows"],
+        "train_groups": members[0].info["train_groups"],
+        "best_iteration": booster.current_iteration(),
+        "members": [member.info for member in members],
+    }
+    return Ranker(booster, features, info)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from recsys.config import RankingConfig
 from recsys.moments import Moments, per_user_moments
 from recsys.ranking.cold_slots import label_cold_share
 from recsys.ranking.dask_training import fit_ranker
-from recsys.ranking.ranker import Ranker, ndcg_at
+from recsys.ranking.ranker import Ranker, average_rankers, ndcg_at
 from recsys.recommend import Recommender
 
 
@@ -72,6 +72,12 @@ def training_users(config: RankingConfig, candidates_k: int) -> int:
     return by_rows if config.max_users is None else min(config.max_users, by_rows)
 
 
+def ensemble_size(config: RankingConfig, rows: int) -> int:
+    """Members of the ranker's ensemble for a label set of ``rows``: ``members``, fewer when together
+    they would train on more than ``member_rows``."""
+    return max(1, min(config.members, config.member_rows // max(rows, 1)))
+
+
 def train_ranker(
     recommender: Recommender,
     history: pl.DataFrame,
@@ -85,10 +91,11 @@ def train_ranker(
 
     With ``config.refit``, the model is then grown again, with the chosen number of trees, on the
     whole label window (both halves as targets of ``history``): twice the labels, and the same
-    shape of task as evaluation and serving (everything after a moment is a target). Both fits go
-    to a Dask cluster when ``config.dask`` configures one and the label set is large enough.
-    Records the label window's share of events on cold items (``cold_share``, see
-    :mod:`recsys.ranking.cold_slots`).
+    shape of task as evaluation and serving (everything after a moment is a target). Several seeds
+    each go through both fits and the ranker is their mean (:func:`ensemble_size` of them,
+    :func:`~recsys.ranking.ranker.average_rankers`). Fits go to a Dask cluster when ``config.dask``
+    configures one and the label set is large enough. Records the label window's share of events
+    on cold items (``cold_share``, see :mod:`recsys.ranking.cold_slots`).
     """
 
     max_users = training_users(config, recommender.config.retrieval.candidates_k)
@@ -96,17 +103,29 @@ def train_ranker(
     def rows(before: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
         return labelled_candidates(recommender, before, targets, max_users, config.seed, graded=config.graded)
 
+    train = rows(history, label_train)
     valid = rows(pl.concat([history, label_train]), label_valid)
-    model = fit_ranker(rows(history, label_train), valid, names, config)
+    window = rows(history, pl.concat([label_train, label_valid])) if config.refit else train
+    seeds = [config.seed + member for member in range(ensemble_size(config, window.height))]
+    stopped = [fit_ranker(train, valid, names, config.model_copy(update={"seed": seed})) for seed in seeds]
+    model = average_rankers(stopped)
     fallback = best_single_source(model, valid)
+    valid_ndcg = fallback["model_ndcg@10"]
     if config.refit:
-        chosen = model.info
-        rounds = max(1, round(chosen["best_iteration"] * config.refit_rounds_factor))
-        model = fit_ranker(
-            rows(history, pl.concat([label_train, label_valid])), None, names, config, rounds=rounds
-        )
-        model.info |= {"valid_ndcg@10": chosen["valid_ndcg@10"], "early_stopping": chosen, "refit": True}
-    model.info["validation"] = fallback
+        refits = [
+            fit_ranker(
+                window,
+                None,
+                names,
+                config.model_copy(update={"seed": seed}),
+                rounds=max(1, round(chosen.info["best_iteration"] * config.refit_rounds_factor)),
+            )
+            for seed, chosen in zip(seeds, stopped, strict=True)
+        ]
+        early_stopping = model.info
+        model = average_rankers(refits)
+        model.info |= {"early_stopping": early_stopping, "refit": True}
+    model.info |= {"valid_ndcg@10": valid_ndcg, "validation": fallback}
     if recommender.cold_items is not None:
         targets = pl.concat([label_train, label_valid])["item_id"]
         target_items = recommender.catalog.indices(targets.to_list())

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from recsys.config import RankingConfig
-from recsys.ranking.ranker import PARALLEL_ROWS, Ranker, ndcg_at, split_values
+from recsys.ranking.ranker import PARALLEL_ROWS, Ranker, average_rankers, ndcg_at, split_values
 from recsys.ranking.training_set import best_single_source
 
 
@@ -86,6 +86,28 @@ def test_refit_without_validation_grows_exactly_the_rounds_asked(tmp_path: Path)
     assert Ranker.load(tmp_path / "ranker").booster.current_iteration() == 17
     scores = ranker.predict(synthetic(20, 4))
     assert np.isfinite(scores).all() and len(np.unique(scores)) > 1
+
+
+def test_averaged_ranker_scores_saves_compiles_and_explains_as_the_mean_of_its_members(
+    tmp_path: Path,
+) -> None:
+    members = [
+        Ranker.fit(synthetic(150, 3), None, ["signal", "noise"], RankingConfig(seed=seed), rounds=rounds)
+        for seed, rounds in ((1, 7), (2, 12), (3, 4))
+    ]
+    averaged = average_rankers(members)
+    assert averaged.booster.current_iteration() == averaged.info["best_iteration"] == 7 + 12 + 4
+    assert [member["best_iteration"] for member in averaged.info["members"]] == [7, 12, 4]
+    rows = synthetic(40, 9)
+    mean = np.mean([member.predict(rows) for member in members], axis=0)
+    np.testing.assert_allclose(averaged.predict(rows), mean, rtol=0, atol=1e-12)
+    contributions = np.mean([member.contributions(rows).to_numpy() for member in members], axis=0)
+    np.testing.assert_allclose(averaged.contributions(rows).to_numpy(), contributions, rtol=0, atol=1e-12)
+    averaged.save(tmp_path / "ranker")
+    loaded = Ranker.load(tmp_path / "ranker")
+    assert loaded.compiled is not None  # a plain LightGBM model: lleaves compiles it
+    np.testing.assert_allclose(loaded.predict(rows), mean, rtol=0, atol=1e-12)
+    assert average_rankers(members[:1]) is members[0]
 
 
 def test_ndcg_known_answer() -> None:

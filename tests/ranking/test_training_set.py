@@ -18,7 +18,7 @@ from recsys.data.splits import global_split, per_user_split, time_at_share
 from recsys.models.popularity import PopularityScorer
 from recsys.moments import Moments
 from recsys.ranking.behaviour import OfflineBehaviour
-from recsys.ranking.training_set import labelled_candidates, train_ranker, training_users
+from recsys.ranking.training_set import ensemble_size, labelled_candidates, train_ranker, training_users
 from recsys.recommend import Recommender
 from recsys.retrieval.scorer_source import ScorerSource
 
@@ -29,6 +29,14 @@ def test_training_users_fit_the_row_budget() -> None:
     assert training_users(RankingConfig(max_users=None, max_rows=10_000), 500) == 20
     assert training_users(RankingConfig(max_users=15, max_rows=10_000), 500) == 15
     assert training_users(RankingConfig(max_users=None, max_rows=1_000), 5_000) == 1
+
+
+def test_the_ensemble_fills_the_row_budget_of_its_members() -> None:
+    config = RankingConfig(members=5, member_rows=1_000_000)
+    assert ensemble_size(config, 50_000) == 5
+    assert ensemble_size(config, 300_000) == 3
+    assert ensemble_size(config, 2_000_000) == 1
+    assert ensemble_size(RankingConfig(members=1), 10) == 1
 
 
 def _popular_recommender(folder: Path, config: Config) -> tuple[Recommender, pl.DataFrame]:
@@ -49,7 +57,13 @@ def test_training_sets_stay_within_max_rows(tmp_path_factory: pytest.TempPathFac
     config = Config.model_validate(
         {
             "retrieval": {"sources": ["popular"], "per_source_k": CANDIDATES_K},
-            "ranking": {"n_estimators": 5, "min_child_samples": 5, "threads": 1, "max_rows": max_rows},
+            "ranking": {
+                "n_estimators": 5,
+                "min_child_samples": 5,
+                "threads": 1,
+                "max_rows": max_rows,
+                "member_rows": 3 * max_rows,
+            },
         }
     )
     recommender, events = _popular_recommender(tmp_path_factory.mktemp("training_set"), config)
@@ -64,6 +78,11 @@ def test_training_sets_stay_within_max_rows(tmp_path_factory: pytest.TempPathFac
     assert model.info["train_groups"] <= min(cap, users_with_targets)
     if cap >= users_with_targets:  # no sampling: every user whose targets were retrieved takes part
         assert model.info["train_groups"] > 50
+    # Members of one ensemble share its rows: 3 x max_rows admits at least three.
+    members = model.info["members"]
+    assert len(members) == ensemble_size(config.ranking, model.info["train_rows"]) >= 3
+    assert {member["train_rows"] for member in members} == {model.info["train_rows"]}
+    assert model.booster.current_iteration() == sum(member["best_iteration"] for member in members)
 
 
 @pytest.mark.parametrize("protocol", ["per_user", "global"])
