@@ -20,6 +20,9 @@ encoder, not fine-tuned), ``no_text`` (no semantic source and no text features);
 the text-similarity source restricted to items with <= 3 events; ``more_sources`` adds ALS and ItemKNN
 candidates (and their features).
 
+The ratio of each recsys variant to the best baseline comes with a 95% bootstrap interval (test users
+resampled in pairs), so a cut with few test users says how far its ratio can be trusted.
+
 Writes ``quality.json`` and ``quality.md`` (the README's table) into ``--out``.
 """
 
@@ -45,6 +48,7 @@ from recsys.catalog import ItemCatalog
 from recsys.config import load_config
 from recsys.console import console
 from recsys.data import load_dataset
+from recsys.evaluation.metrics import per_user_metrics, ratio_interval
 from recsys.evaluation.protocol import DEFAULT_TEST_SHARE, EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.run_eval import topk_matrix
 
@@ -135,12 +139,14 @@ def bench_dataset(
     split.train.write_parquet(past / "interactions.parquet")
     results: dict[str, Any] = {}
     timings: dict[str, Any] = {}
+    lists: dict[str, np.ndarray] = {}
     for variant in variants:
         console.print(f"[bold]{data.name} / {protocol} / {variant}[/]: recsys run + recommend")
-        lists, timings[variant] = shipped_lists(past, split, variant, protocol, config, scratch)
-        results[f"recsys ({variant})"] = evaluate_topk(lists, split, KS)
+        name = f"recsys ({variant})"
+        lists[name], timings[variant] = shipped_lists(past, split, variant, protocol, config, scratch)
+        results[name] = evaluate_topk(lists[name], split, KS)
     vectors = pretrained_vectors(dataset.items, config)
-    results.update(run_baselines(split, BASELINES, vectors, KS))
+    results.update(run_baselines(split, BASELINES, vectors, KS, lists=lists))
     return {
         "dataset": data.name,
         "protocol": protocol,
@@ -148,20 +154,45 @@ def bench_dataset(
         "past_events": split.train.height,
         "future_events": split.test.height,
         "results": results,
+        "ratio_interval": ratio_intervals(lists, results, split),
         "timings": timings,
+    }
+
+
+def best_baseline(results: dict[str, Any]) -> str:
+    """The baseline with the highest NDCG@10 over all test users."""
+    baselines = [name for name in results if not name.startswith("recsys")]
+    return max(baselines, key=lambda name: results[name]["all"]["ndcg@10"])
+
+
+def ratio_intervals(
+    lists: dict[str, np.ndarray], results: dict[str, Any], split: EvalSplit
+) -> dict[str, list[float]]:
+    """95% bootstrap interval of each recsys variant's NDCG@10 / the best baseline's, over test users.
+
+    A cut with few test users (the dev dataset's global cut has a few dozen) cannot separate
+    ratios a tenth apart; the interval says how far each ratio can be trusted.
+    """
+    rows, truth, _ = split.slices()["all"]
+    best = best_baseline(results)
+    per_user = {name: per_user_metrics(topk[rows], truth, [10])["ndcg@10"] for name, topk in lists.items()}
+    return {
+        name: list(ratio_interval(per_user[name], per_user[best]))
+        for name in lists
+        if name.startswith("recsys")
     }
 
 
 def markdown(summary: dict[str, Any]) -> str:
     """One table: models as rows, the headline metrics and slices as columns, ratio to the best baseline."""
     results = summary["results"]
-    baselines = {name: r["all"]["ndcg@10"] for name, r in results.items() if not name.startswith("recsys")}
-    best = max(baselines, key=baselines.__getitem__)
+    best = best_baseline(results)
+    intervals = summary.get("ratio_interval", {})
     users = {s: int(next(iter(results.values()))[s]["users"]) for s, _ in COLUMNS}
     header = [
         "model",
         *(f"{m} {s} (n={users[s]})" if s != "all" else m for s, m in COLUMNS),
-        "NDCG@10 / best",
+        "NDCG@10 / best (95% interval)",
     ]
     lines = [
         f"**{summary['dataset']}, {summary['protocol']}** "
@@ -173,9 +204,13 @@ def markdown(summary: dict[str, Any]) -> str:
     for name, sliced in results.items():
         values = [sliced[s].get(m) for s, m in COLUMNS]
         cells = [f"{v:.4f}" if v is not None else "—" for v in values]
-        ratio = sliced["all"]["ndcg@10"] / baselines[best] if baselines[best] else float("nan")
+        best_ndcg = results[best]["all"]["ndcg@10"]
+        ratio = f"{sliced['all']['ndcg@10'] / best_ndcg:.2f}×" if best_ndcg else "—"
+        if name in intervals:
+            low, high = intervals[name]
+            ratio += f" ({low:.2f}–{high:.2f})"
         label = f"**{name}**" if name.startswith("recsys") else name
-        lines.append("| " + " | ".join([label, *cells, f"{ratio:.2f}×"]) + " |")
+        lines.append("| " + " | ".join([label, *cells, ratio]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -148,3 +148,42 @@ def ranking_metrics(
     summary[f"coverage@{k}"] = coverage_at_k(topk, len(item_users), k)
     summary[f"novelty@{k}"] = novelty_at_k(topk, item_users, n_train_users, k)
     return summary
+
+
+def ratio_interval(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Bootstrap interval of ``mean(numerator) / mean(denominator)``, users resampled in pairs.
+
+    Both arrays hold one metric value per test user for two models on the same users; resampling
+    users (not each model's values apart) keeps what the users have in common out of the interval, so
+    a cut with few test users shows how far its ratio can be trusted.
+    """
+    from scipy.stats import bootstrap
+
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    if numerator.shape != denominator.shape or numerator.ndim != 1 or len(numerator) < 2:
+        raise ValueError(
+            f"need two equal 1-d arrays of at least 2 users; got {numerator.shape}, {denominator.shape}"
+        )
+
+    def ratio(num: np.ndarray, den: np.ndarray, axis: int = -1) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(num.mean(axis=axis) / den.mean(axis=axis))
+
+    result = bootstrap(
+        (numerator, denominator),
+        ratio,
+        paired=True,
+        vectorized=True,
+        confidence_level=level,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)

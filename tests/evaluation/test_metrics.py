@@ -12,6 +12,7 @@ from recsys.evaluation.metrics import (
     ndcg_at_k,
     novelty_at_k,
     ranking_metrics,
+    ratio_interval,
     recall_at_k,
     reciprocal_rank,
     relevance,
@@ -88,3 +89,26 @@ def test_ranking_metrics_averages_over_users() -> None:
 def test_lists_shorter_than_k_are_an_error() -> None:
     with pytest.raises(ValueError, match="fewer than k=10"):
         ranking_metrics(TOPK, TRUTH, ks=[10], item_users=np.ones(10), n_train_users=4)
+
+
+def test_ratio_interval_holds_the_ratio_and_narrows_with_more_users() -> None:
+    rng = np.random.default_rng(3)
+    few_base = rng.random(25)
+    few = few_base * 1.3 + rng.normal(0, 0.1, 25)
+    low, high = ratio_interval(few, few_base)
+    assert low < few.mean() / few_base.mean() < high
+    many_base = rng.random(2500)
+    many = many_base * 1.3 + rng.normal(0, 0.1, 2500)
+    many_low, many_high = ratio_interval(many, many_base)
+    assert many_low < 1.3 < many_high
+    assert many_high - many_low < (high - low) / 3
+    assert ratio_interval(few, few_base) == (low, high)  # seeded: the same interval every time
+
+
+def test_ratio_interval_is_paired_over_users() -> None:
+    # Scores that vary a lot between users but are always exactly twice the baseline's: resampling
+    # users in pairs leaves no doubt about the ratio.
+    base = np.random.default_rng(4).random(40)
+    assert ratio_interval(2 * base, base) == pytest.approx((2.0, 2.0))
+    with pytest.raises(ValueError, match="equal 1-d arrays"):
+        ratio_interval(base, base[:-1])
