@@ -159,9 +159,10 @@ def ratio_interval(
 ) -> tuple[float, float]:
     """Bootstrap interval of ``mean(numerator) / mean(denominator)``, users resampled in pairs.
 
-    Both arrays hold one metric value per test user for two models on the same users; resampling
-    users (not each model's values apart) keeps what the users have in common out of the interval, so
-    a cut with few test users shows how far its ratio can be trusted.
+    Both arrays hold one metric value per test user for two models on the same users. Resampling
+    whole users (both models' values together) keeps the spread between easy and hard users, which
+    moves both means alike, from widening the interval; what remains says how far a cut's ratio can
+    be trusted, which with a few dozen test users is not far.
     """
     from scipy.stats import bootstrap
 
