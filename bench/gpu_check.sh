@@ -14,10 +14,12 @@
 #
 # Steps, each recorded in $OUT/summary.txt as ok / FAILED / not run, the run going on regardless:
 #   1. the `gpu`-marked tests (they need faiss-gpu: not run without it);
-#   2. catalog embedding in fp16 with length-sorted batches (bench/embed_bench.py --gpu);
+#   2. catalog embedding in fp16 with length-sorted batches (bench/embed_bench.py --gpu), then where
+#      its time goes (tokenizing alone, and a profile of encode_texts);
 #   3. faiss-gpu build and search (flat and IVF, 1M x 384 random vectors) where faiss-gpu is present;
-#   4. fine-tuning steps/s with today's CPU-size settings and with GPU-size batches and lengths.
-# Results go to $OUT (the device tool's folder) or ./gpu_check_out. About 5 minutes on an H100/H200.
+#   4. fine-tuning steps/s (the training loop's own time) with the CPU-size settings, and with the GPU
+#      budget (encoder.gpu) with and without dataloader workers.
+# Results go to $OUT (the device tool's folder) or ./gpu_check_out. About 4.5 minutes on an H200.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -32,7 +34,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
     grep -qx '/.gpu/' "$exclude" 2>/dev/null || echo '/.gpu/' >>"$exclude"
     pins=()
     for name in polars polars-runtime-32 pydantic pydantic_core annotated-types typing-inspection \
-        cachetools datasets dill multiprocess; do
+        cachetools datasets dill multiprocess sentence-transformers; do
         pins+=("$(grep -i -m1 "^${name}==" constraints.txt)")
     done
     "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -110,7 +112,28 @@ else
 fi
 
 # 2. catalog embedding, fp16, length-sorted token-budget batches
-step "embedding fp16" embed_gpu.log "$PY" bench/embed_bench.py --gpu --items 100000 --rounds 3 --out "$OUT/embed_gpu.json"
+step "embedding fp16" embed_gpu.log "$PY" bench/embed_bench.py --gpu --items 100000 --rounds 1 --out "$OUT/embed_gpu.json"
+# where catalog encoding spends its time on this machine: tokenizing alone, then a profile of encode_texts
+step "embedding profile" embed_profile.log "$PY" - <<'EOF'
+import cProfile, pstats, time
+from recsys.config import load_config
+from recsys.data.demo import DemoSpec, generate_demo
+from recsys.embeddings import encode_texts
+from recsys.encoder import item_texts, load_encoder
+config = load_config().embeddings.model_copy(update={"device": "cuda", "backend": "torch"})
+items, _ = generate_demo(DemoSpec(users=100, items=20000, events=2000, seed=7))
+texts = item_texts(items, config.template)
+model = load_encoder("all-MiniLM-L6-v2", "cuda")
+encode_texts(model, texts[:2000], config, show_progress=False)
+t0 = time.perf_counter()
+model.tokenizer(texts, truncation=True, max_length=config.max_seq_length)
+print(f"tokenizing {len(texts)} texts once: {time.perf_counter() - t0:.2f} s")
+profile = cProfile.Profile()
+t0 = time.perf_counter()
+profile.runcall(encode_texts, model, texts, config, show_progress=False)
+print(f"encode_texts {len(texts)} texts: {time.perf_counter() - t0:.2f} s")
+pstats.Stats(profile).sort_stats("tottime").print_stats(15)
+EOF
 
 # 3. faiss-gpu build and search
 if [[ $FAISS_GPU == 1 ]]; then
@@ -142,26 +165,32 @@ else
     note "not run faiss-gpu build/search: faiss-gpu not present"
 fi
 
-# 4. fine-tuning steps/s: today's CPU-size settings, then GPU-size batches, lengths and pairs
+# 4. fine-tuning steps/s: the CPU-size settings, then the GPU budget (batches, lengths and pairs)
 step "fine-tuning steps/s" finetune_gpu.log "$PY" - "$OUT/finetune_gpu.json" <<'EOF'
 import json, sys, tempfile
 from pathlib import Path
-from recsys.config import EncoderConfig
+from recsys.config import EncoderConfig, EncoderGPUBudget
 from recsys.data.demo import DemoSpec, generate_demo
 from recsys.encoder.train import fine_tune
 items, interactions = generate_demo(DemoSpec(users=3000, items=20000, events=200_000, seed=1))
+# fine_tune uses encoder.gpu on CUDA; steps, not seconds, bound each (time_budget_s is only the safety
+# limit): the CPU's sizes (pairs, batch, tokens) on the GPU, then the GPU budget, all cut to 200 steps
+cpu = EncoderConfig()
+cpu_sizes = EncoderGPUBudget(max_pairs=cpu.max_pairs, batch_size=cpu.batch_size, max_seq_length=cpu.max_seq_length, max_steps=200)
 settings = {
-    "cpu-size (defaults)": {},
-    "gpu-size": {"max_pairs": 200_000, "batch_size": 256, "max_seq_length": 64},
+    "cpu-size (encoder defaults)": EncoderConfig(time_budget_s=150, gpu=cpu_sizes),
+    "gpu budget, tokenized in the training process": EncoderConfig(time_budget_s=150, gpu=EncoderGPUBudget(max_steps=200, dataloader_workers=0)),
+    "gpu budget (encoder.gpu)": EncoderConfig(time_budget_s=150, gpu=EncoderGPUBudget(max_steps=200)),
 }
 rows = []
-for label, overrides in settings.items():
-    config = EncoderConfig(time_budget_s=75, **overrides)
+for label, requested in settings.items():
+    config = requested.for_device("cuda")
     with tempfile.TemporaryDirectory() as scratch:
-        result = fine_tune(items, interactions, config, "{title}. {text}", Path(scratch) / "model")
+        result = fine_tune(items, interactions, requested, "{title}. {text}", Path(scratch) / "model")
     rows.append({"settings": label, "batch_size": config.batch_size, "max_seq_length": config.max_seq_length,
-                 "pairs": result.n_pairs, "steps": result.steps, "seconds": result.seconds,
-                 "steps_per_s": result.steps / result.seconds, "pairs_per_s": result.steps * config.batch_size / result.seconds,
+                 "dataloader_workers": requested.gpu.dataloader_workers,
+                 "pairs": result.n_pairs, "steps": result.steps, "seconds": result.seconds, "train_seconds": result.train_seconds,
+                 "steps_per_s": result.steps / result.train_seconds, "pairs_per_s": result.steps * config.batch_size / result.train_seconds,
                  "precision": result.precision, "stopped_by_budget": result.stopped_by_budget})
     print(rows[-1])
 json.dump(rows, open(sys.argv[1], "w"), indent=2)

@@ -94,6 +94,9 @@ class EncoderGPUBudget(Section):
     """Training steps of the evaluated encoder."""
     refresh_steps: int = Field(500, ge=0)
     """Steps of the shipped encoder's refresh on all events."""
+    dataloader_workers: int = Field(4, ge=0)
+    """Processes that tokenize the next batches while the GPU trains on this one (on CPUs the same
+    cores would do both: none there)."""
 
 
 class EncoderConfig(Section):
@@ -147,7 +150,7 @@ class EncoderConfig(Section):
         """This config with the budget of ``device``: the GPU's on CUDA, unchanged elsewhere."""
         if device != "cuda":
             return self
-        return self.model_copy(update=self.gpu.model_dump())
+        return self.model_copy(update=self.gpu.model_dump(exclude={"dataloader_workers"}))
 
     def refreshing(self, base_model: str) -> EncoderConfig:
         """The shipped encoder's refresh: ``base_model`` trained further for the refresh steps."""

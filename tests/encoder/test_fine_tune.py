@@ -11,12 +11,12 @@ import polars as pl
 import pytest
 
 from recsys.catalog import Histories, ItemCatalog
-from recsys.config import EmbeddingsConfig, EncoderConfig
+from recsys.config import EmbeddingsConfig, EncoderConfig, EncoderGPUBudget
 from recsys.data.demo import DemoSpec, generate_demo
 from recsys.data.splits import global_split, time_at_share
 from recsys.embeddings import encode_items, user_vectors_from_context
 from recsys.encoder import load_encoder
-from recsys.encoder.train import TRAINING_INFO, fine_tune
+from recsys.encoder.train import TRAINING_INFO, dataloader_workers, fine_tune
 from recsys.index import ExactIndex
 from recsys.retrieval.semantic import SemanticSource
 
@@ -68,6 +68,7 @@ def test_fine_tuning_beats_pretrained_on_a_later_time_slice(tmp_path: Path) -> N
     assert json.loads((tmp_path / "encoder" / TRAINING_INFO).read_text())["n_pairs"] == result.n_pairs == 2048
     assert not list(tmp_path.glob(".*")), "no temp folders left behind"
     assert set(result.metrics_after) >= {"recall@10", "recall@100", "ndcg@10"}
+    assert 0 < result.train_seconds < result.seconds, "the loop is part of the whole, pair building is not"
 
     before = recall_at_k("all-MiniLM-L6-v2", items, train, test, config)
     after = recall_at_k(str(result.path), items, train, test, config)
@@ -97,3 +98,10 @@ def test_too_few_events_is_a_clear_error(tmp_path: Path) -> None:
     items, events = generate_demo(DemoSpec(users=5, items=20, events=40, topics=4, seed=1))
     with pytest.raises(ValueError, match="leaves no training"):
         fine_tune(items, events.head(1), EncoderConfig(), TEMPLATE, tmp_path / "enc")
+
+
+def test_batches_are_tokenized_by_worker_processes_on_a_gpu_only() -> None:
+    assert dataloader_workers(EncoderConfig(), "cuda") == 4
+    assert dataloader_workers(EncoderConfig(), "cpu") == 0, "on CPUs the cores train"
+    assert dataloader_workers(EncoderConfig(gpu=EncoderGPUBudget(dataloader_workers=0)), "cuda") == 0
+    assert "dataloader_workers" not in EncoderConfig().for_device("cuda").model_dump(exclude={"gpu"})
