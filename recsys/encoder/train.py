@@ -83,7 +83,7 @@ def training_precision(device: str, config: EncoderConfig) -> str:
 def dataloader_workers(config: EncoderConfig, device: str) -> int:
     """Processes that tokenize batches (the collator's work) beside training: on a GPU they keep it fed
     (on an H200 the GPU budget's steps/s doubled with 4); on CPUs the same cores train, so none. The
-    sampler stays in the training process: the batches, and so the encoder, do not change."""
+    sampler stays in the training process, so the batches are the same ones in the same order."""
     return config.gpu.dataloader_workers if device == "cuda" else 0
 
 
