@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 ENV_PREFIX = "RECSYS_"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
@@ -289,11 +289,22 @@ class RankingConfig(Section):
     """Seed of pair sampling, batching and training."""
     cold_share: float | None = Field(None, ge=0.0, le=1.0)
     """Share of each list kept, at its tail, for items the cold_text source may return; None: the share
-    of the label window's events that went to such items, up to cold_share_max."""
+    of the label window's events that went to such items, between cold_share_min and cold_share_max."""
+    cold_share_min: float = Field(0.17, ge=0.0, le=1.0)
+    """Least of each list the measured cold share gives cold items: a label window is one short stretch
+    of the past and may hold few cold picks where the future holds more (0: no floor)."""
     cold_share_max: float = Field(0.2, ge=0.0, le=1.0)
     """Most of each list the measured cold share may take."""
     dask: DaskConfig = Field(default_factory=DaskConfig)
     """Distributed training (lightgbm.dask) for large label sets; off by default."""
+
+    @model_validator(mode="after")
+    def _cold_share_bounds_ordered(self) -> RankingConfig:
+        if self.cold_share_min > self.cold_share_max:
+            raise ValueError(
+                f"cold_share_min ({self.cold_share_min}) exceeds cold_share_max ({self.cold_share_max})"
+            )
+        return self
 
 
 class EvaluationConfig(Section):

@@ -75,6 +75,13 @@ def test_run_config_drops_keys_an_older_recsys_had_and_validates_the_rest() -> N
         config_of_run(recorded)
 
 
+def test_cold_share_floor_above_its_cap_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("ranking:\n  cold_share_min: 0.3\n  cold_share_max: 0.2\n")
+    with pytest.raises(ConfigError, match=r"cold_share_min \(0.3\) exceeds cold_share_max \(0.2\)"):
+        load_config(path, environ={})
+
+
 def test_the_encoder_budget_follows_the_device() -> None:
     config = Config().encoder
     cpu, gpu = config.for_device("cpu"), config.for_device("cuda")

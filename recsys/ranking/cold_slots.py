@@ -7,7 +7,10 @@ So the last places of each list go to the best-scored cold candidates (items the
 source may return), unless the ranker put that many there itself. How many: the share of the
 ranker's label window that went to cold items, so a catalog whose users seldom pick new items
 gives up a place or two at the bottom, and one that lives on new releases gives them their
-share. The head of the list (what NDCG@10 sees) is the ranker's whenever the share is small.
+share. A floor keeps a few places even where the label window held few cold picks: the window is
+one short stretch of the past, and measured through the CLI the lists it sized held fewer cold items
+that users went on to choose than plain text similarity did. The head of the list (what NDCG@10
+sees) is the ranker's whenever the share is small.
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ def lists_with_cold_slots(bounds: np.ndarray, cold: np.ndarray, k: int, slots: i
     return np.concatenate([np.zeros(0, np.int64), *rows])
 
 
-def label_cold_share(target_items: np.ndarray, cold_items: np.ndarray, cap: float) -> float:
-    """Share of ``target_items`` (item indices of the label window's events) that are cold, at most ``cap``.
+def label_cold_share(target_items: np.ndarray, cold_items: np.ndarray, floor: float, cap: float) -> float:
+    """Share of ``target_items`` (item indices of the label window's events) that are cold, kept
+    between ``floor`` and ``cap`` (``floor`` when the window is empty).
 
     ``cold_items``: one flag per catalog item, as of the data before the window.
     """
-    if not len(target_items):
-        return 0.0
-    return float(min(cap, cold_items[target_items].mean()))
+    measured = float(cold_items[target_items].mean()) if len(target_items) else 0.0
+    return min(cap, max(floor, measured))

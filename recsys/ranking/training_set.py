@@ -129,7 +129,9 @@ def train_ranker(
     if recommender.cold_items is not None:
         targets = pl.concat([label_train, label_valid])["item_id"]
         target_items = recommender.catalog.indices(targets.to_list())
-        cold_share = label_cold_share(target_items, recommender.cold_items, config.cold_share_max)
+        cold_share = label_cold_share(
+            target_items, recommender.cold_items, config.cold_share_min, config.cold_share_max
+        )
         model.info["cold_share"] = cold_share
     if config.fallback and fallback["fallback_source"] is not None:
         model.info["fallback_source"] = fallback["fallback_source"]

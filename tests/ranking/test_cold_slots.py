@@ -37,11 +37,13 @@ def test_slot_count(k: int, share: float, slots: int) -> None:
     assert slot_count(k, share) == slots
 
 
-def test_label_cold_share_is_the_cold_fraction_capped() -> None:
+def test_label_cold_share_is_the_cold_fraction_between_floor_and_cap() -> None:
     cold = np.array([True, False, False, True])
-    assert label_cold_share(np.array([0, 1, 2, 1]), cold, cap=1.0) == 0.25
-    assert label_cold_share(np.array([0, 3, 0, 1]), cold, cap=0.5) == 0.5
-    assert label_cold_share(np.zeros(0, dtype=np.int64), cold, cap=1.0) == 0.0
+    assert label_cold_share(np.array([0, 1, 2, 1]), cold, floor=0.0, cap=1.0) == 0.25
+    assert label_cold_share(np.array([0, 3, 0, 1]), cold, floor=0.0, cap=0.5) == 0.5
+    assert label_cold_share(np.array([1, 2, 1, 2, 1, 0, 1, 2]), cold, floor=0.2, cap=0.5) == 0.2
+    assert label_cold_share(np.zeros(0, dtype=np.int64), cold, floor=0.0, cap=1.0) == 0.0
+    assert label_cold_share(np.zeros(0, dtype=np.int64), cold, floor=0.1, cap=1.0) == 0.1
 
 
 def test_lists_of_several_users_each_keep_their_cold_places() -> None:

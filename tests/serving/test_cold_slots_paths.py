@@ -20,7 +20,8 @@ def test_batch_and_online_lists_keep_the_same_cold_places(runs_copy: TinyRun) ->
     run_dir = runs_copy.runs_dir / runs_copy.run_id
     recommender = load_recommender(run_dir)
     assert recommender.cold_items is not None and recommender.cold_items.any()
-    assert "cold_share" in recommender.ranker.info  # type: ignore[union-attr]
+    measured = recommender.ranker.info["cold_share"]  # type: ignore[union-attr]
+    assert recommender.config.ranking.cold_share_min <= measured <= recommender.config.ranking.cold_share_max
     ranking = recommender.config.ranking.model_copy(update={"cold_share": 0.3})
     recommender.config = recommender.config.model_copy(update={"ranking": ranking})
     publish_to_online(run_dir, recommender.config)
