@@ -241,7 +241,10 @@ def test_repeated_request_is_answered_from_the_cache(client: TestClient, runs_co
     first = client.get(f"/v1/users/{user}/recommendations", params={"k": 4}).json()
     second = client.get(f"/v1/users/{user}/recommendations", params={"k": 4}).json()
     other_k = client.get(f"/v1/users/{user}/recommendations", params={"k": 3}).json()
-    assert first == second and other_k["items"] == first["items"][:3]
+    assert first == second
+    # each list keeps its cold items' place at its own tail (one place in a list of 3 or 4 under the
+    # cold-share floor), so a k=3 answer is ranked afresh and shares the k=4 answer's first two items
+    assert len(other_k["items"]) == 3 and other_k["items"][:2] == first["items"][:2]
     hits = [
         line
         for line in client.get("/metrics").text.splitlines()
