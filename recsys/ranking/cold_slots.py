@@ -5,12 +5,11 @@ so it ranks a new item below the whole head of the catalog even when its text su
 measured through the CLI, the shipped lists held fewer cold items than plain text similarity.
 So the last places of each list go to the best-scored cold candidates (items the ``cold_text``
 source may return), unless the ranker put that many there itself. How many: the share of the
-ranker's label window that went to cold items, so a catalog whose users seldom pick new items
-gives up a place or two at the bottom, and one that lives on new releases gives them their
-share. A floor keeps a few places even where the label window held few cold picks: the window is
-one short stretch of the past, and measured through the CLI the lists it sized held fewer cold items
-that users went on to choose than plain text similarity did. The head of the list (what NDCG@10
-sees) is the ranker's whenever the share is small.
+ranker's label window that went to cold items, between a floor and a cap, so a catalog that lives on
+new releases gives them up to the cap. The floor keeps places even where the label window held few
+cold picks: the window is one short stretch of the past, and measured through the CLI the lists it
+sized held fewer cold items that users went on to choose than plain text similarity did. The head of
+the list (what NDCG@10 sees) is the ranker's whenever the share is small.
 """
 
 from __future__ import annotations
