@@ -55,19 +55,19 @@ from recsys.evaluation.run_eval import topk_matrix
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 K = 100
 KS = [10, 100]
-BASELINES = ["popular", "popular_recent", "itemknn", "als", "ease", "covisit", "pretrained_text"]
+BASELINES = ["popular", "popular_recent", "itemknn", "als", "ease", "covisit", "markov", "pretrained_text"]
 VARIANTS: dict[str, dict[str, str]] = {
     "fine_tuned": {},
     "pretrained": {"RECSYS_ENCODER__FINE_TUNE": "false"},
-    "cold_text": {"RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, popular, ease]"},
+    "cold_text": {"RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, markov, popular, ease]"},
     "more_sources": {
-        "RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, popular, ease, als, itemknn]"
+        "RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, markov, popular, ease, als, itemknn]"
     },
     # the ranker's label window as wide as the per-user test horizon (20% of a user's events)
     "wide_labels": {"RECSYS_RANKING__LABEL_SHARE": "0.25"},
     "no_text": {
         "RECSYS_ENCODER__FINE_TUNE": "false",
-        "RECSYS_RETRIEVAL__SOURCES": "[covisit, popular, ease]",
+        "RECSYS_RETRIEVAL__SOURCES": "[covisit, markov, popular, ease]",
         "RECSYS_RANKING__TEXT_FEATURES": "false",
     },
 }

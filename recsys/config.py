@@ -208,9 +208,10 @@ class IndexConfig(Section):
 
 class RetrievalConfig(Section):
     sources: list[str] = Field(
-        default_factory=lambda: ["semantic", "cold_text", "covisit", "popular", "ease"]
+        default_factory=lambda: ["semantic", "cold_text", "covisit", "markov", "popular", "ease"]
     )
-    """Candidate sources blended for the ranker: semantic, cold_text, covisit, popular, ease, als, itemknn."""
+    """Candidate sources blended for the ranker: semantic, cold_text, covisit, markov, popular, ease, als,
+    itemknn."""
     cold_max_events: int = Field(3, ge=0)
     """cold_text searches (by text, like semantic) only items with at most this many events."""
     per_source_k: int = Field(200, ge=1)
@@ -227,6 +228,10 @@ class RetrievalConfig(Section):
     """L2 regularization of EASE's closed form."""
     ease_max_items: int = Field(20000, ge=1)
     """EASE inverts an items×items matrix: only the most popular items take part above this."""
+    markov_steps: int = Field(4, ge=1)
+    """Steps the markov source walks the log's next-item transitions from the user's latest items."""
+    markov_recent_items: int = Field(1, ge=1)
+    """The user's latest items the markov walk starts from (the latest weighted 1, the one before 1/2...)."""
     exclude_seen: bool = True
     """Never recommend items the user already interacted with."""
 
@@ -318,6 +323,7 @@ class EvaluationConfig(Section):
             "als",
             "ease",
             "covisit",
+            "markov",
             "pretrained_text",
         ]
     )

@@ -31,6 +31,7 @@ from recsys.models import (
     CovisitScorer,
     EASEScorer,
     ItemKNNScorer,
+    MarkovScorer,
     PopularityScorer,
     Scorer,
     TextSimilarityScorer,
@@ -45,7 +46,7 @@ DEFAULT_TEST_SHARE: dict[str, float] = {"per_user": 0.2, "global": 0.1}
 COLD_ITEM_MAX_EVENTS = 3
 SPARSE_USER_MAX_EVENTS = 5
 HEAVY_USER_QUANTILE = 0.9
-BASELINES = ("popular", "popular_recent", "itemknn", "als", "ease", "covisit", "pretrained_text")
+BASELINES = ("popular", "popular_recent", "itemknn", "als", "ease", "covisit", "markov", "pretrained_text")
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ def baseline_scorer(name: str, item_vectors: np.ndarray | None = None, recent_da
         "als": ALSScorer,
         "ease": EASEScorer,
         "covisit": CovisitScorer,
+        "markov": MarkovScorer,
         "pretrained_text": lambda: TextSimilarityScorer(item_vectors),
     }
     if name not in factories:

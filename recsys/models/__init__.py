@@ -1,5 +1,5 @@
-"""History-based scorers behind one ``Scorer`` interface: popularity, co-visitation, EASE, ItemKNN, ALS,
-text similarity."""
+"""History-based scorers behind one ``Scorer`` interface: popularity, co-visitation, next-item transitions
+(markov), EASE, ItemKNN, ALS, text similarity."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from recsys.models.base import NotFittedError, Scorer, history_matrix, interacti
 from recsys.models.covisit import CovisitScorer
 from recsys.models.ease import EASEScorer
 from recsys.models.itemknn import ItemKNNScorer
+from recsys.models.markov import MarkovScorer
 from recsys.models.popularity import PopularityScorer
 from recsys.models.text_similarity import TextSimilarityScorer
 
@@ -16,6 +17,7 @@ __all__ = [
     "CovisitScorer",
     "EASEScorer",
     "ItemKNNScorer",
+    "MarkovScorer",
     "NotFittedError",
     "PopularityScorer",
     "Scorer",

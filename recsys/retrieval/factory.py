@@ -18,12 +18,13 @@ from recsys.models.base import load_scorer
 from recsys.models.covisit import CovisitScorer
 from recsys.models.ease import EASEScorer
 from recsys.models.itemknn import ItemKNNScorer
+from recsys.models.markov import MarkovScorer
 from recsys.models.popularity import PopularityScorer
 from recsys.retrieval.base import CandidateSource
 from recsys.retrieval.scorer_source import ScorerSource
 from recsys.retrieval.semantic import SemanticSource, UserVectors
 
-KNOWN_SOURCES = ("semantic", "cold_text", "covisit", "popular", "ease", "als", "itemknn")
+KNOWN_SOURCES = ("semantic", "cold_text", "covisit", "markov", "popular", "ease", "als", "itemknn")
 COLD_ITEMS_FILE = "cold_items.npz"
 LEGACY_COVISIT_FILE = "covisit.parquet"
 """Where runs written before co-visitation became a scorer kept its table."""
@@ -49,6 +50,12 @@ def fit_sources(config: Config, events: pl.DataFrame, catalog: ItemCatalog, out_
             np.savez(handle, allow=np.flatnonzero(counts <= config.retrieval.cold_max_events))
     if "covisit" in names:
         CovisitScorer.from_config(config.features).fit(events, catalog).save(out_dir / "covisit")
+    if "markov" in names:
+        retrieval = config.retrieval
+        markov = MarkovScorer(
+            retrieval.markov_steps, retrieval.markov_recent_items, config.features.covisit_max_seconds
+        )
+        markov.fit(events, catalog).save(out_dir / "markov")
     if "popular" in names:
         PopularityScorer(days=config.retrieval.popular_days).fit(events, catalog).save(out_dir / "popular")
     if "ease" in names:
