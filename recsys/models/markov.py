@@ -109,7 +109,8 @@ class MarkovScorer(Scorer):
         return drop_seen(entries, histories.items, found.shape[1]) if exclude_seen else entries
 
     def _cells_per_user(self, histories: Histories, k: int) -> int:
-        return self.steps * self.beam
+        """A step's product before pruning: ``beam`` states times each item's ``top_per_item`` next items."""
+        return self.beam * self.top_per_item
 
     def params(self) -> dict[str, Any]:
         return {
