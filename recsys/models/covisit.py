@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import FeaturesConfig
-from recsys.models.base import Scorer
-from recsys.models.top_k import Entries, drop_seen
+from recsys.models.item_to_item import ItemToItemScorer
 
 DEFAULTS = FeaturesConfig()
 
 
-class CovisitScorer(Scorer):
+class CovisitScorer(ItemToItemScorer):
     """Co-visitation weights from the user's recent items; items co-visited with none score ``-inf``."""
 
     kind = "covisit"
@@ -38,7 +36,6 @@ class CovisitScorer(Scorer):
         self.max_seconds = max_seconds
         self.top_per_item = top_per_item
         self.recent_items = recent_items
-        self.matrix: sp.csr_matrix | None = None
 
     @classmethod
     def from_config(cls, config: FeaturesConfig) -> CovisitScorer:
@@ -62,49 +59,21 @@ class CovisitScorer(Scorer):
     def from_table(self, table: pl.DataFrame, catalog: ItemCatalog) -> Self:
         """Use an already computed ``[item_id, other_item_id, weight]`` table."""
         indexed = catalog.with_index(table, "item_id", "src").pipe(catalog.with_index, "other_item_id", "dst")
-        n_items = len(catalog)
-        self.matrix = sp.csr_matrix(
-            (
-                indexed["weight"].cast(pl.Float64).to_numpy(),
-                (indexed["src"].to_numpy(), indexed["dst"].to_numpy()),
-            ),
-            shape=(n_items, n_items),
+        self._set_matrix(
+            indexed["src"].to_numpy(),
+            indexed["dst"].to_numpy(),
+            indexed["weight"].cast(pl.Float64).to_numpy(),
+            catalog,
         )
-        self.n_items = n_items
         return self
-
-    def _score(self, histories: Histories) -> np.ndarray:
-        found = self._found(histories).tocoo()
-        scores = np.full(found.shape, -np.inf, dtype=np.float32)
-        scores[found.row, found.col] = found.data.astype(np.float32)
-        return scores
-
-    def _best_entries(self, histories: Histories, k: int, exclude_seen: bool) -> Entries:
-        """The co-visited items themselves (a few hundred per user), never a users x items matrix."""
-        found = self._found(histories).tocoo()
-        entries = (found.row.astype(np.int64), found.col.astype(np.int64), found.data.astype(np.float32))
-        return drop_seen(entries, histories.items, found.shape[1]) if exclude_seen else entries
 
     def _cells_per_user(self, histories: Histories, k: int) -> int:
         return self.recent_items * self.top_per_item
 
     def _found(self, histories: Histories) -> sp.csr_matrix:
-        """Users x items sums of the co-visitation rows of each user's recent items (float64)."""
+        """Sums of the co-visitation rows of each user's recent items."""
         assert self.matrix is not None
-        recent = [items[-self.recent_items :] for items in histories.items]
-        lengths = np.asarray([len(items) for items in recent], dtype=np.int64)
-        from_end = np.concatenate([np.arange(n, 0, -1) for n in lengths] or [np.zeros(0, np.int64)])
-        query = sp.csr_matrix(
-            (
-                1.0 / from_end,
-                (
-                    np.repeat(np.arange(len(recent)), lengths),
-                    np.concatenate([*recent, np.zeros(0, np.int64)]),
-                ),
-            ),
-            shape=(len(recent), self.matrix.shape[0]),
-        )
-        return sp.csr_matrix(query @ self.matrix)  # float64 sums, rounded to float32 once by callers
+        return sp.csr_matrix(self._recent_query(histories) @ self.matrix)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -113,13 +82,3 @@ class CovisitScorer(Scorer):
             "top_per_item": self.top_per_item,
             "recent_items": self.recent_items,
         }
-
-    def _state(self) -> dict[str, np.ndarray]:
-        assert self.matrix is not None
-        return {"indptr": self.matrix.indptr, "indices": self.matrix.indices, "data": self.matrix.data}
-
-    def _restore(self, state: dict[str, np.ndarray]) -> None:
-        n_items = len(state["indptr"]) - 1
-        self.matrix = sp.csr_matrix(
-            (state["data"], state["indices"], state["indptr"]), shape=(n_items, n_items)
-        )

@@ -18,13 +18,12 @@ import scipy.sparse as sp
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import FeaturesConfig
-from recsys.models.base import Scorer
-from recsys.models.top_k import Entries, drop_seen
+from recsys.models.item_to_item import ItemToItemScorer
 
 DEFAULTS = FeaturesConfig()
 
 
-class MarkovScorer(Scorer):
+class MarkovScorer(ItemToItemScorer):
     """Summed ``steps``-step transition probabilities from the user's last ``recent_items`` items
     (the latest weighted 1, the one before 1/2, ...); items reached by none score ``-inf``."""
 
@@ -43,7 +42,6 @@ class MarkovScorer(Scorer):
         self.max_seconds = max_seconds
         self.top_per_item = top_per_item
         self.beam = beam
-        self.matrix: sp.csr_matrix | None = None
 
     def fit(self, interactions: pl.DataFrame, catalog: ItemCatalog) -> Self:
         """Row-normalized counts of (item, next item of the same user), the ``top_per_item`` most
@@ -67,46 +65,18 @@ class MarkovScorer(Scorer):
             .filter(pl.int_range(pl.len()).over("src") < self.top_per_item)
             .with_columns((pl.col("count") / pl.col("count").sum().over("src")).alias("p"))
         )
-        n_items = len(catalog)
-        self.matrix = sp.csr_matrix(
-            (pairs["p"].to_numpy(), (pairs["src"].to_numpy(), pairs["dst"].to_numpy())),
-            shape=(n_items, n_items),
-        )
-        self.n_items = n_items
+        self._set_matrix(pairs["src"].to_numpy(), pairs["dst"].to_numpy(), pairs["p"].to_numpy(), catalog)
         return self
 
-    def _walk(self, histories: Histories) -> sp.csr_matrix:
-        """Users x items: transition probabilities summed over 1..``steps`` steps (float64)."""
+    def _found(self, histories: Histories) -> sp.csr_matrix:
+        """Transition probabilities summed over 1..``steps`` steps."""
         assert self.matrix is not None
-        recent = [items[-self.recent_items :] for items in histories.items]
-        lengths = np.asarray([len(items) for items in recent], dtype=np.int64)
-        from_end = np.concatenate([np.arange(n, 0, -1) for n in lengths] or [np.zeros(0, np.int64)])
-        state = sp.csr_matrix(
-            (
-                1.0 / from_end,
-                (
-                    np.repeat(np.arange(len(recent)), lengths),
-                    np.concatenate([*recent, np.zeros(0, np.int64)]),
-                ),
-            ),
-            shape=(len(recent), self.matrix.shape[0]),
-        )
+        state = self._recent_query(histories)
         total = sp.csr_matrix(state.shape, dtype=np.float64)
         for _ in range(self.steps):
             state = _prune(sp.csr_matrix(state @ self.matrix), self.beam)
             total = total + state
         return sp.csr_matrix(total)
-
-    def _score(self, histories: Histories) -> np.ndarray:
-        found = self._walk(histories).tocoo()
-        scores = np.full(found.shape, -np.inf, dtype=np.float32)
-        scores[found.row, found.col] = found.data.astype(np.float32)
-        return scores
-
-    def _best_entries(self, histories: Histories, k: int, exclude_seen: bool) -> Entries:
-        found = self._walk(histories).tocoo()
-        entries = (found.row.astype(np.int64), found.col.astype(np.int64), found.data.astype(np.float32))
-        return drop_seen(entries, histories.items, found.shape[1]) if exclude_seen else entries
 
     def _cells_per_user(self, histories: Histories, k: int) -> int:
         """A step's product before pruning: ``beam`` states times each item's ``top_per_item`` next items."""
@@ -120,16 +90,6 @@ class MarkovScorer(Scorer):
             "top_per_item": self.top_per_item,
             "beam": self.beam,
         }
-
-    def _state(self) -> dict[str, np.ndarray]:
-        assert self.matrix is not None
-        return {"indptr": self.matrix.indptr, "indices": self.matrix.indices, "data": self.matrix.data}
-
-    def _restore(self, state: dict[str, np.ndarray]) -> None:
-        n_items = len(state["indptr"]) - 1
-        self.matrix = sp.csr_matrix(
-            (state["data"], state["indices"], state["indptr"]), shape=(n_items, n_items)
-        )
 
 
 def _prune(matrix: sp.csr_matrix, beam: int) -> sp.csr_matrix:
