@@ -170,10 +170,34 @@ def averaged_booster(boosters: Sequence[lightgbm.Booster]) -> lightgbm.Booster:
     assert first_tree is not None, "a model without trees"
     # tree_sizes lets LightGBM parse trees in parallel; without it, it reads them in turn.
     header = re.sub(r"^tree_sizes=.*\n", "", texts[0][: first_tree.start()], flags=re.MULTILINE)
+    header = _FEATURE_INFOS.sub(lambda _: f"feature_infos={_merged_feature_infos(texts)}", header)
     trees = [tree for text in texts for tree in _TREE_HEADER.split(text[: text.index("end of trees")])[1:]]
     body = "".join(f"Tree={number}\n{_SCALED_LINES.sub(scaled, tree)}" for number, tree in enumerate(trees))
     footer = texts[0][texts[0].index("end of trees") :]
     return lgb.Booster(model_str=header + body + footer)
+
+
+_FEATURE_INFOS = re.compile(r"^feature_infos=(.*)$", flags=re.MULTILINE)
+
+
+def _merged_feature_infos(texts: Sequence[str]) -> str:
+    """Each feature's value range over all members' training data.
+
+    Members bin their features on their own seeded samples, so a rare value (a seen item among the
+    candidates) may leave one member's feature "none" (constant) while another splits on it; lleaves
+    takes a "none" feature for a categorical one and cannot compile the other's numeric splits.
+    """
+    members = [match.group(1).split() for text in texts if (match := _FEATURE_INFOS.search(text))]
+    merged = []
+    for infos in zip(*members, strict=True):
+        ranges = [info[1:-1].split(":") for info in infos if info.startswith("[")]
+        if not ranges:
+            merged.append(next((info for info in infos if info != "none"), "none"))
+            continue
+        low = min((bounds[0] for bounds in ranges), key=float)
+        high = max((bounds[1] for bounds in ranges), key=float)
+        merged.append(f"[{low}:{high}]")
+    return " ".join(merged)
 
 
 def average_rankers(members: Sequence[Ranker]) -> Ranker:

@@ -110,6 +110,27 @@ def test_averaged_ranker_scores_saves_compiles_and_explains_as_the_mean_of_its_m
     assert average_rankers(members[:1]) is members[0]
 
 
+def test_averaged_ranker_compiles_when_a_member_never_saw_a_feature_vary(tmp_path: Path) -> None:
+    """A feature constant in one member's data ("none" in its model) but split on by another."""
+    frames = [
+        synthetic(150, 3).with_columns(pl.lit(0.0).alias("rare")),
+        synthetic(150, 4).with_columns(pl.col("signal").alias("rare"), pl.col("noise").alias("signal")),
+    ]
+    members = [
+        Ranker.fit(frame, None, ["signal", "rare"], RankingConfig(seed=seed), rounds=10)
+        for seed, frame in enumerate(frames)
+    ]
+    assert members[0].booster.model_to_string().count(" none") == 1, "the premise: one 'none' feature"
+    assert members[1].importance()["rare"]["gain"] > 0, "... on which the other member splits"
+    averaged = average_rankers(members)
+    averaged.save(tmp_path / "ranker")
+    loaded = Ranker.load(tmp_path / "ranker")
+    assert loaded.compiled is not None
+    rows = synthetic(40, 9).with_columns(pl.col("signal").alias("rare"))
+    mean = np.mean([member.predict(rows) for member in members], axis=0)
+    np.testing.assert_allclose(loaded.predict(rows), mean, rtol=0, atol=1e-12)
+
+
 def test_ndcg_known_answer() -> None:
     frame = pl.DataFrame(
         {"user_id": ["a", "a", "a", "b", "b"], "item_idx": [0, 1, 2, 0, 1], "label": [0, 1, 0, 1, 0]}
