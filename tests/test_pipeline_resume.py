@@ -176,6 +176,7 @@ def test_rerunning_the_same_date_rewrites_the_same_run(resumed: Resumed) -> None
     runs_before = [run["run_id"] for run in store.list_runs()]
     recommendations = Path("recommendations") / "recommendations.parquet"
     shipped_before = pl.read_parquet(store.run_dir(resumed.run_id) / recommendations)
+    encoders_before = json.loads((store.run_dir(resumed.run_id) / "encoder" / "result.json").read_text())
 
     ctx = RunContext(resumed.config, store, run_id_for(NIGHT), resumed.data)
     run_dir, _, _ = run_pipeline(ctx)
@@ -189,6 +190,9 @@ def test_rerunning_the_same_date_rewrites_the_same_run(resumed: Resumed) -> None
     # Every stage ran again, the encoder's fine-tuning and refresh included (budgets in steps, not
     # seconds): the same data and config ship the same recommendations.
     assert_frame_equal(pl.read_parquet(run_dir / recommendations), shipped_before)
+    encoders = json.loads((run_dir / "encoder" / "result.json").read_text())
+    for name in ("evaluated", "shipped"):
+        assert encoders[name]["weights_sha256"] == encoders_before[name]["weights_sha256"], name
 
 
 def test_a_night_with_new_data_compares_both_models_on_its_window(resumed: Resumed, tmp_path: Path) -> None:

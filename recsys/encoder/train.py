@@ -10,6 +10,7 @@ evaluation, so the best checkpoint is still chosen by the evaluator).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -53,9 +54,24 @@ class FineTuneResult:
     steps: int
     stopped_by_budget: bool
     precision: str
+    weights_sha256: str
+    """Digest of the saved weights: two runs that should agree can be compared without loading them."""
+    torch_threads: int
+    """Threads training used: the sums of a step are split across them, so the last bits of the
+    weights may depend on their number (same machine, same count, same weights)."""
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "path": str(self.path)}
+
+
+def weights_digest(model_dir: Path) -> str:
+    """SHA-256 of a saved model's weight files, in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.glob("*.safetensors")):
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 @contextlib.contextmanager
@@ -181,6 +197,7 @@ def fine_tune(
     ``interactions`` must hold only events the encoder may learn from (before the caller's
     cutoff). Each user's last ``eval_share`` of events is held out for checkpoint selection.
     """
+    import torch
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -279,6 +296,8 @@ def fine_tune(
         # The evaluator's scores of the kept (best) checkpoint, from the trainer's log: no extra evaluation.
         evaluations = [entry for entry in trainer.state.log_history if metric in entry]
         metrics_after = _metrics(max(evaluations, key=lambda entry: float(entry[metric])))
+        staged = scratch / "model"
+        model.save_pretrained(str(staged))
         result = FineTuneResult(
             path=out_dir,
             metrics_before=metrics_before,
@@ -289,9 +308,9 @@ def fine_tune(
             steps=int(trainer.state.global_step),
             stopped_by_budget=bool(budget.stopped_by_budget),
             precision=precision,
+            weights_sha256=weights_digest(staged),
+            torch_threads=torch.get_num_threads(),
         )
-        staged = scratch / "model"
-        model.save_pretrained(str(staged))
         (staged / TRAINING_INFO).write_text(json.dumps(result.to_json(), indent=2, sort_keys=True) + "\n")
         _replace_dir(staged, out_dir)
     finally:

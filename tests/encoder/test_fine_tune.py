@@ -16,7 +16,8 @@ from recsys.data.demo import DemoSpec, generate_demo
 from recsys.data.splits import global_split, time_at_share
 from recsys.embeddings import encode_items, user_vectors_from_context
 from recsys.encoder import load_encoder
-from recsys.encoder.train import TRAINING_INFO, dataloader_workers, fine_tune
+from recsys.encoder.model import resolve_model_path
+from recsys.encoder.train import TRAINING_INFO, dataloader_workers, fine_tune, weights_digest
 from recsys.index import ExactIndex
 from recsys.retrieval.semantic import SemanticSource
 
@@ -65,7 +66,12 @@ def test_fine_tuning_beats_pretrained_on_a_later_time_slice(tmp_path: Path) -> N
     result = fine_tune(items, train, config, TEMPLATE, tmp_path / "encoder")
 
     assert (tmp_path / "encoder" / "model.safetensors").exists()
-    assert json.loads((tmp_path / "encoder" / TRAINING_INFO).read_text())["n_pairs"] == result.n_pairs == 2048
+    info = json.loads((tmp_path / "encoder" / TRAINING_INFO).read_text())
+    assert info["n_pairs"] == result.n_pairs == 2048
+    assert info["weights_sha256"] == result.weights_sha256 == weights_digest(tmp_path / "encoder")
+    pretrained = Path(resolve_model_path(config.base_model))
+    assert result.weights_sha256 != weights_digest(pretrained), "training moved the weights"
+    assert info["torch_threads"] == result.torch_threads >= 1
     assert not list(tmp_path.glob(".*")), "no temp folders left behind"
     assert set(result.metrics_after) >= {"recall@10", "recall@100", "ndcg@10"}
     assert 0 < result.train_seconds < result.seconds, "the loop is part of the whole, pair building is not"
