@@ -114,8 +114,24 @@ def shipped_lists(
     )
     recs = split.catalog.with_index(pl.read_parquet(recs_path))
     manifest = json.loads((runs / "bench" / "manifest.json").read_text())
-    timings = {"run": run, "recommend": recommend, "stages_s": manifest["timings_s"]}
+    timings = {
+        "run": run,
+        "recommend": recommend,
+        "stages_s": manifest["timings_s"],
+        "rankers": {name: ranker_shape(runs / "bench" / "ranker" / sub) for name, sub in RANKERS.items()},
+    }
     return topk_matrix(recs, split.histories.user_ids, K), timings
+
+
+RANKERS = {"shipped": "", "evaluated": "evaluated"}
+
+
+def ranker_shape(folder: Path) -> dict[str, Any]:
+    """Members, trees and label rows of a run's ranker, read from its saved metadata: the cost
+    behind the run's time, and which cuts a change of the ensemble's size touches."""
+    info = json.loads((folder / "ranker.json").read_text())["info"]
+    trees = (folder / "model.txt").read_text().count("\nTree=")
+    return {"members": len(info.get("members", [info])), "trees": trees, "train_rows": info["train_rows"]}
 
 
 def pretrained_vectors(items: pl.DataFrame, config: Path | None) -> np.ndarray:

@@ -39,6 +39,14 @@ def test_the_ensemble_fills_the_row_budget_of_its_members() -> None:
     assert ensemble_size(RankingConfig(members=1), 10) == 1
 
 
+def test_the_default_ensemble_of_a_dev_sized_label_set_has_two_members() -> None:
+    # The dev dataset's ranker trains on ~300,000 label rows (600 users x 500 candidates); two members
+    # keep `recsys run` on it under 10 minutes on 2 cores, a few hundred label users keep five.
+    assert ensemble_size(RankingConfig(), 300_000) == 2
+    assert ensemble_size(RankingConfig(), 450_000) == 1
+    assert ensemble_size(RankingConfig(), 130_000) == 5
+
+
 def _popular_recommender(folder: Path, config: Config) -> tuple[Recommender, pl.DataFrame]:
     write_demo(folder, DemoSpec(users=300, items=100, events=6000, topics=4, days=40, seed=3))
     dataset = load_dataset(folder)
