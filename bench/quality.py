@@ -51,6 +51,8 @@ from recsys.data import load_dataset
 from recsys.evaluation.metrics import per_user_metrics, ratio_interval
 from recsys.evaluation.protocol import DEFAULT_TEST_SHARE, EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.run_eval import topk_matrix
+from recsys.ranking.ranker import META_FILE, MODEL_FILE
+from recsys.run_context import EVALUATED
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 K = 100
@@ -123,14 +125,14 @@ def shipped_lists(
     return topk_matrix(recs, split.histories.user_ids, K), timings
 
 
-RANKERS = {"shipped": "", "evaluated": "evaluated"}
+RANKERS = {"shipped": "", "evaluated": EVALUATED}
 
 
 def ranker_shape(folder: Path) -> dict[str, Any]:
     """Members, trees and label rows of a run's ranker, read from its saved metadata: the cost
     behind the run's time, and which cuts a change of the ensemble's size touches."""
-    info = json.loads((folder / "ranker.json").read_text())["info"]
-    trees = (folder / "model.txt").read_text().count("\nTree=")
+    info = json.loads((folder / META_FILE).read_text())["info"]
+    trees = (folder / MODEL_FILE).read_text().count("\nTree=")
     return {"members": len(info.get("members", [info])), "trees": trees, "train_rows": info["train_rows"]}
 
 
