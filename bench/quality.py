@@ -13,12 +13,12 @@ The past (all items, the events before the cut) becomes a dataset folder; ``recs
 runs the nightly pipeline on it in a subprocess, and ``recsys recommend --users USERS --out
 recs.parquet --k 100`` writes the shipped lists for every user with future events. Those lists are
 scored against the future with full ranking (seen items excluded), beside baselines fitted on the
-same past in this process: popularity all-time and recent, ItemKNN, ALS, EASE, co-visitation and
-pretrained-text similarity. Slices: cold items (<= 3 past events) and sparse users (<= 5 past
-events). Variants (ablation of text): ``fine_tuned`` (the default recipe), ``pretrained`` (the base
-encoder, not fine-tuned), ``no_text`` (no semantic source and no text features); ``cold_text`` adds
-the text-similarity source restricted to items with <= 3 events; ``more_sources`` adds ALS and ItemKNN
-candidates (and their features).
+same past in this process: popularity all-time and recent, ItemKNN, ALS, EASE, co-visitation, the
+markov walk, category taste × popularity within the category and pretrained-text similarity.
+Slices: cold items (<= 3 past events) and sparse users (<= 5 past events). Variants (ablation of
+text): ``fine_tuned`` (the default recipe), ``pretrained`` (the base encoder, not fine-tuned),
+``no_text`` (no semantic source and no text features); ``no_category`` drops the category source;
+``more_sources`` adds ALS and ItemKNN candidates (and their features).
 
 The ratio of each recsys variant to the best baseline comes with a 95% bootstrap interval (test users
 resampled in pairs), so a cut with few test users says how far its ratio can be trusted.
@@ -51,25 +51,38 @@ from recsys.data import load_dataset
 from recsys.evaluation.metrics import per_user_metrics, ratio_interval
 from recsys.evaluation.protocol import DEFAULT_TEST_SHARE, EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.run_eval import topk_matrix
+from recsys.models.category import category_codes
 from recsys.ranking.ranker import META_FILE, MODEL_FILE
 from recsys.run_context import EVALUATED
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 K = 100
 KS = [10, 100]
-BASELINES = ["popular", "popular_recent", "itemknn", "als", "ease", "covisit", "markov", "pretrained_text"]
+BASELINES = [
+    "popular",
+    "popular_recent",
+    "itemknn",
+    "als",
+    "ease",
+    "covisit",
+    "markov",
+    "category",
+    "pretrained_text",
+]
 VARIANTS: dict[str, dict[str, str]] = {
     "fine_tuned": {},
     "pretrained": {"RECSYS_ENCODER__FINE_TUNE": "false"},
-    "cold_text": {"RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, markov, popular, ease]"},
+    "no_category": {"RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, markov, popular, ease]"},
     "more_sources": {
-        "RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, markov, popular, ease, als, itemknn]"
+        "RECSYS_RETRIEVAL__SOURCES": (
+            "[semantic, cold_text, covisit, markov, popular, ease, category, als, itemknn]"
+        )
     },
     # the ranker's label window as wide as the per-user test horizon (20% of a user's events)
     "wide_labels": {"RECSYS_RANKING__LABEL_SHARE": "0.25"},
     "no_text": {
         "RECSYS_ENCODER__FINE_TUNE": "false",
-        "RECSYS_RETRIEVAL__SOURCES": "[covisit, markov, popular, ease]",
+        "RECSYS_RETRIEVAL__SOURCES": "[covisit, markov, popular, ease, category]",
         "RECSYS_RANKING__TEXT_FEATURES": "false",
     },
 }
@@ -164,7 +177,8 @@ def bench_dataset(
         lists[name], timings[variant] = shipped_lists(past, split, variant, protocol, config, scratch)
         results[name] = evaluate_topk(lists[name], split, KS)
     vectors = pretrained_vectors(dataset.items, config)
-    results.update(run_baselines(split, BASELINES, vectors, KS, lists=lists))
+    codes = category_codes(dataset.items, catalog)
+    results.update(run_baselines(split, BASELINES, vectors, KS, lists=lists, item_categories=codes))
     return {
         "dataset": data.name,
         "protocol": protocol,

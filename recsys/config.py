@@ -208,10 +208,10 @@ class IndexConfig(Section):
 
 class RetrievalConfig(Section):
     sources: list[str] = Field(
-        default_factory=lambda: ["semantic", "cold_text", "covisit", "markov", "popular", "ease"]
+        default_factory=lambda: ["semantic", "cold_text", "covisit", "markov", "popular", "ease", "category"]
     )
-    """Candidate sources blended for the ranker: semantic, cold_text, covisit, markov, popular, ease, als,
-    itemknn."""
+    """Candidate sources blended for the ranker: semantic, cold_text, covisit, markov, popular, ease,
+    category, als, itemknn."""
     cold_max_events: int = Field(3, ge=0)
     """cold_text searches (by text, like semantic) only items with at most this many events."""
     per_source_k: int = Field(200, ge=1)
@@ -325,6 +325,7 @@ class EvaluationConfig(Section):
             "ease",
             "covisit",
             "markov",
+            "category",
             "pretrained_text",
         ]
     )

@@ -279,9 +279,10 @@ def retrieval(ctx: RunContext, out: Path) -> None:
     ``fit`` and ``ship_fit`` (the two rankers' candidates), ``train`` (evaluation), all (serving)."""
     from recsys.retrieval.factory import fit_sources
 
-    catalog = ItemCatalog.from_items(read_items(ctx))
+    items = read_items(ctx)
+    catalog = ItemCatalog.from_items(items)
     for folder, part in (("fit", "fit"), ("eval", "train"), ("ship_fit", "ship_fit"), ("serving", None)):
-        fit_sources(ctx.config, read_events(ctx, part), catalog, out / folder)
+        fit_sources(ctx.config, read_events(ctx, part), items, catalog, out / folder)
 
 
 @_stage("ranker")

@@ -20,6 +20,7 @@ from recsys.console import console
 from recsys.evaluation.fairness import EXPOSURE_K, ItemGroups, fairness_report
 from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.report import fairness_table, metrics_table, slice_table, write_report
+from recsys.models.category import category_codes
 from recsys.moments import Moments, per_user_moments
 
 if TYPE_CHECKING:
@@ -208,7 +209,10 @@ def evaluate_run(ctx: RunContext, out: Path) -> EvaluationReport:
     names = list(config.evaluation.baselines)
     vectors = pretrained_vectors(ctx) if "pretrained_text" in names else None
     baseline_lists: dict[str, np.ndarray] = {}
-    results.update(run_baselines(split, names, vectors, ks, config.retrieval.popular_days, baseline_lists))
+    codes = category_codes(items, catalog)
+    results.update(
+        run_baselines(split, names, vectors, ks, config.retrieval.popular_days, baseline_lists, codes)
+    )
     lists.update({name: exposed(topk) for name, topk in baseline_lists.items()})
     current = ctx.store.current()
     if current is not None and current != ctx.run_id:

@@ -15,6 +15,7 @@ from recsys.embeddings import user_vectors_from_context, user_vectors_from_histo
 from recsys.index import ANNIndex
 from recsys.models.als import ALSScorer
 from recsys.models.base import load_scorer
+from recsys.models.category import CategoryScorer, category_codes
 from recsys.models.covisit import CovisitScorer
 from recsys.models.ease import EASEScorer
 from recsys.models.itemknn import ItemKNNScorer
@@ -24,7 +25,17 @@ from recsys.retrieval.base import CandidateSource
 from recsys.retrieval.scorer_source import ScorerSource
 from recsys.retrieval.semantic import SemanticSource, UserVectors
 
-KNOWN_SOURCES = ("semantic", "cold_text", "covisit", "markov", "popular", "ease", "als", "itemknn")
+KNOWN_SOURCES = (
+    "semantic",
+    "cold_text",
+    "covisit",
+    "markov",
+    "popular",
+    "ease",
+    "als",
+    "itemknn",
+    "category",
+)
 COLD_ITEMS_FILE = "cold_items.npz"
 LEGACY_COVISIT_FILE = "covisit.parquet"
 """Where runs written before co-visitation became a scorer kept its table."""
@@ -36,8 +47,11 @@ def _check(names: list[str]) -> None:
         raise ValueError(f"retrieval.sources: unknown source(s) {unknown}; known: {list(KNOWN_SOURCES)}")
 
 
-def fit_sources(config: Config, events: pl.DataFrame, catalog: ItemCatalog, out_dir: Path) -> None:
-    """Fit every history-independent model the sources need on ``events`` and save it under ``out_dir``."""
+def fit_sources(
+    config: Config, events: pl.DataFrame, items: pl.DataFrame, catalog: ItemCatalog, out_dir: Path
+) -> None:
+    """Fit every history-independent model the sources need on ``events`` (``items``: the catalog's
+    metadata, for the category source) and save it under ``out_dir``."""
     names = config.retrieval.sources
     _check(names)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +79,8 @@ def fit_sources(config: Config, events: pl.DataFrame, catalog: ItemCatalog, out_
         ALSScorer(threads=config.ranking.threads).fit(events, catalog).save(out_dir / "als")
     if "itemknn" in names:
         ItemKNNScorer().fit(events, catalog).save(out_dir / "itemknn")
+    if "category" in names:
+        CategoryScorer(category_codes(items, catalog)).fit(events, catalog).save(out_dir / "category")
 
 
 def user_vector_fn(

@@ -18,6 +18,7 @@ from recsys.evaluation import (
     run_baselines,
 )
 from recsys.models import PopularityScorer
+from recsys.models.category import category_codes
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +127,18 @@ def test_collaborative_baselines_beat_popularity_on_the_demo(per_user: EvalSplit
 def test_text_baseline_without_vectors_is_a_clear_error(per_user: EvalSplit) -> None:
     with pytest.raises(ValueError, match="needs item_vectors"):
         run_baselines(per_user, ["pretrained_text"])
+    with pytest.raises(ValueError, match="needs item_categories"):
+        run_baselines(per_user, ["category"])
     with pytest.raises(ValueError, match="unknown baseline 'bpr'"):
         run_baselines(per_user, ["bpr"])
+
+
+def test_category_baseline_beats_popularity_on_the_demo_whose_users_keep_to_a_few_topics(
+    dataset: Dataset, catalog: ItemCatalog, per_user: EvalSplit
+) -> None:
+    codes = category_codes(dataset.items, catalog)
+    results = run_baselines(per_user, ["popular", "category"], ks=(10, 50), item_categories=codes)
+    assert results["category"]["all"]["ndcg@10"] > 2 * results["popular"]["all"]["ndcg@10"]
 
 
 def test_max_users_keeps_a_seeded_subset(dataset: Dataset, catalog: ItemCatalog, per_user: EvalSplit) -> None:

@@ -24,6 +24,7 @@ from recsys.models import (
     interaction_matrix,
     load_scorer,
 )
+from recsys.models.category import NO_CATEGORY, CategoryScorer, category_codes
 from recsys.models.ease import dense_gram, mirror_lower, symmetric_inverse
 
 DAY = 86_400
@@ -64,6 +65,7 @@ FACTORIES: dict[str, Callable[[], Scorer]] = {
     "itemknn": lambda: ItemKNNScorer(neighbors=5, shrink=1.0),
     "als": lambda: ALSScorer(factors=4, regularization=0.1, iterations=10, alpha=1.0),
     "text_similarity": lambda: TextSimilarityScorer(group_vectors(), half_life_events=2.0),
+    "category": lambda: CategoryScorer(np.repeat([0, 1], 10)),
 }
 HISTORY_AWARE = [name for name in FACTORIES if not name.startswith("popularity")]
 
@@ -261,6 +263,40 @@ def test_text_similarity_weights_recent_items_more() -> None:
     scorer = TextSimilarityScorer(vectors, half_life_events=1.0).fit(pl.DataFrame(), catalog)
     history = Histories(["u"], [np.asarray([0, 1])], [np.asarray([0, 1])])
     np.testing.assert_allclose(scorer.score(history)[0], [1 / 3, 2 / 3, 0.0], rtol=1e-6)
+
+
+def test_category_scores_taste_times_the_items_share_of_its_category() -> None:
+    catalog = ItemCatalog(np.asarray(["a1", "a2", "b1", "b2", "none"], dtype=object))
+    events = pl.DataFrame({"item_id": ["a1", "a1", "a1", "a2", "b1", "b2", "none"]})
+    scorer = CategoryScorer([0, 0, 1, 1, NO_CATEGORY]).fit(events, catalog)
+    history = Histories(["u"], [catalog.indices(["a1", "b1", "b1", "none"])], [np.arange(4)])
+    # taste: a 1/4, b 2/4 (the uncategorised event counts in the whole); shares: a1 3/4, a2 1/4, b 1/2
+    np.testing.assert_allclose(scorer.score(history)[0], [3 / 16, 1 / 16, 1 / 4, 1 / 4, -np.inf])
+
+
+def test_category_never_offers_items_of_untouched_categories_or_without_events() -> None:
+    catalog = ItemCatalog(np.asarray(["a1", "a2", "b1"], dtype=object))
+    scorer = CategoryScorer([0, 0, 1]).fit(pl.DataFrame({"item_id": ["a1", "b1"]}), catalog)
+    history = Histories(["u"], [catalog.indices(["a1"])], [np.arange(1)])
+    indices, _ = scorer.top_k(history, 3, exclude_seen=False)
+    assert indices.tolist() == [[0, -1, -1]]
+
+
+def test_category_codes_take_each_items_first_category_in_catalog_order() -> None:
+    catalog = ItemCatalog(np.asarray(["x", "y", "z", "w"], dtype=object))
+    items = pl.DataFrame(
+        {"item_id": ["w", "z", "y", "x"], "categories": [[], ["shoes", "red"], ["hats"], ["shoes"]]}
+    )
+    assert category_codes(items, catalog).tolist() == [1, 0, 1, NO_CATEGORY]
+    assert category_codes(items.drop("categories"), catalog).tolist() == [NO_CATEGORY] * 4
+
+
+def test_category_needs_codes_matching_the_catalog() -> None:
+    catalog, frame = checkerboard()
+    with pytest.raises(ValueError, match="needs item_categories"):
+        CategoryScorer().fit(frame, catalog)
+    with pytest.raises(ValueError, match="19 codes but the catalog has 20"):
+        CategoryScorer(np.zeros(19, dtype=np.int64)).fit(frame, catalog)
 
 
 def reference_top_k(scores: np.ndarray, histories: Histories, k: int, exclude_seen: bool) -> np.ndarray:

@@ -21,7 +21,7 @@ def test_every_known_source_fits_loads_and_excludes_seen_items(tmp_path: Path) -
     items, events = generate_demo(DemoSpec(users=60, items=80, events=1500, topics=4, seed=3))
     catalog = ItemCatalog.from_items(items)
     config = Config.model_validate({"retrieval": {"sources": list(KNOWN_SOURCES)}})
-    fit_sources(config, events, catalog, tmp_path / "models")
+    fit_sources(config, events, items, catalog, tmp_path / "models")
 
     vectors = np.random.default_rng(0).normal(size=(len(catalog), 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -50,7 +50,7 @@ def test_unknown_source_is_named() -> None:
     config = Config.model_validate({"retrieval": {"sources": ["semantic", "bogus"]}})
     items, events = generate_demo(DemoSpec(users=10, items=20, events=100, topics=2, seed=1))
     with pytest.raises(ValueError, match=r"unknown source\(s\) \['bogus'\]"):
-        fit_sources(config, events, ItemCatalog.from_items(items), Path("/nonexistent"))
+        fit_sources(config, events, items, ItemCatalog.from_items(items), Path("/nonexistent"))
 
 
 def test_cold_text_allows_only_items_with_few_events_in_its_fit(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_cold_text_allows_only_items_with_few_events_in_its_fit(tmp_path: Path) 
         {"user_id": ["u"] * 5 + ["v"], "item_id": ["a"] * 5 + ["b"], "ts": list(range(6))},
     )
     config = Config.model_validate({"retrieval": {"sources": ["cold_text"], "cold_max_events": 1}})
-    fit_sources(config, events, catalog, tmp_path)
+    fit_sources(config, events, pl.DataFrame({"item_id": ["a", "b", "c"]}), catalog, tmp_path)
     index = ExactIndex(2)
     index.build(np.eye(3, 2, dtype=np.float32) + 0.1)
     (source,) = load_sources(config, tmp_path, catalog, index, lambda h: np.ones((len(h), 2), np.float32))
