@@ -48,6 +48,7 @@ from recsys.catalog import ItemCatalog
 from recsys.config import load_config
 from recsys.console import console
 from recsys.data import load_dataset
+from recsys.device import machine_facts
 from recsys.evaluation.metrics import per_user_metrics, ratio_interval
 from recsys.evaluation.protocol import DEFAULT_TEST_SHARE, EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.run_eval import topk_matrix
@@ -188,6 +189,7 @@ def bench_dataset(
         "results": results,
         "ratio_interval": ratio_intervals(lists, results, split),
         "timings": timings,
+        "machine": machine_facts(),
     }
 
 

@@ -6,9 +6,24 @@ Probes never raise: a missing CUDA build, a CPU-only faiss or an old torch all r
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+import platform
+from pathlib import Path
+from typing import Any, Literal
 
 Device = Literal["cpu", "cuda"]
+NUMERIC_CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+)
+"""Instruction sets that change which kernels torch, oneDNN and onnxruntime run, and so the last bits of
+encoder outputs (bf16 autocast, int8 matrix products): what two machines' runs must share to match."""
 
 
 def cuda_available() -> bool:
@@ -55,3 +70,38 @@ def faiss_has_gpu() -> bool:
         return int(get_num_gpus()) > 0
     except RuntimeError:
         return False
+
+
+def machine_facts(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
+    """The machine a run ran on, as far as it can move the numbers: CPU model, cores, the instruction
+    sets behind the encoder's kernels, torch's CPU dispatch level and the GPU (None without one)."""
+    model: str | None = None
+    flags: set[str] = set()
+    try:
+        text = cpuinfo.read_text()
+    except OSError:  # not Linux: no flags, the platform's processor name
+        text = ""
+    for line in text.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "model name" and model is None:
+            model = value
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    facts: dict[str, Any] = {
+        "machine": platform.machine(),
+        "cpu_model": model or platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "cpu_flags": [flag for flag in NUMERIC_CPU_FLAGS if flag in flags] if flags else None,
+        "fast_bf16": cpu_has_fast_bf16(),
+        "torch_cpu_capability": None,
+        "gpu": None,
+    }
+    try:
+        import torch
+
+        facts["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        if torch.cuda.is_available():
+            facts["gpu"] = torch.cuda.get_device_name(0)
+    except (ImportError, AttributeError, RuntimeError):
+        pass
+    return facts

@@ -16,6 +16,7 @@ from typing import Any
 
 from recsys import __version__
 from recsys.artifacts import RunStore, atomic_write_json
+from recsys.device import machine_facts
 from recsys.evaluation.fairness import fairness_summary
 from recsys.evaluation.run_eval import PROMOTED
 from recsys.run_context import EVALUATED, RunContext
@@ -30,6 +31,7 @@ def _versions() -> dict[str, str]:
         "faiss-cpu",
         "faiss-gpu",
         "lightgbm",
+        "onnxruntime",
         "polars",
     ]
     found = {"python": platform.python_version()}
@@ -139,6 +141,7 @@ def build_manifest(ctx: RunContext) -> dict[str, Any]:
         "recsys_version": __version__,
         "code_version": _code_version(),
         "versions": _versions(),
+        "machine": machine_facts(),
         "config": ctx.config.model_dump(mode="json"),
         "data": {**summary, "split": split},
         "feature_set": {"name": "ranker-default", "features": ranker_meta["features"]},

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
-from recsys.device import cpu_has_fast_bf16, faiss_has_gpu, resolve_device
+from recsys.device import cpu_has_fast_bf16, faiss_has_gpu, machine_facts, resolve_device
 
 
 def test_resolve_device_follows_the_hardware() -> None:
@@ -27,3 +30,25 @@ def test_probes_answer_without_raising() -> None:
 
     assert faiss_has_gpu() == (hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0)
     assert isinstance(cpu_has_fast_bf16(), bool)
+
+
+def test_machine_facts_name_the_cpu_and_the_instruction_sets_behind_the_encoders_kernels(
+    tmp_path: Path,
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16\n"
+    )
+    facts = machine_facts(cpuinfo)
+    assert facts["cpu_model"] == "Example CPU 9000"
+    assert facts["cpu_flags"] == ["avx2", "fma", "avx512f", "avx512_bf16"]
+    assert facts["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert facts["fast_bf16"] == cpu_has_fast_bf16()
+    assert json.loads(json.dumps(facts)) == facts  # goes into the manifest as it is
+
+
+def test_machine_facts_without_proc_cpuinfo_leave_the_flags_unknown(tmp_path: Path) -> None:
+    facts = machine_facts(tmp_path / "missing")
+    assert facts["cpu_flags"] is None
+    assert facts["cpu_count"] is not None

@@ -16,6 +16,7 @@ from recsys.catalog import Histories
 from recsys.cli import app
 from recsys.config import load_config
 from recsys.data.demo import DemoSpec, write_demo
+from recsys.device import machine_facts
 from recsys.pipeline import STAGES, run_pipeline
 from recsys.run_context import RunContext
 
@@ -45,7 +46,8 @@ def test_run_is_published_self_describing_and_promoted(finished_run: RunContext)
     assert manifest["status"] == "promoted"
     assert manifest["data"]["stats"]["interactions"] == SPEC.events
     assert manifest["data"]["split"]["test"]["rows"] > 0
-    assert set(manifest["versions"]) >= {"python", "torch", "lightgbm", "polars"}
+    assert set(manifest["versions"]) >= {"python", "torch", "lightgbm", "polars", "onnxruntime"}
+    assert manifest["machine"] == machine_facts()  # what moves the encoder's last bits: comparable runs
     features = manifest["feature_set"]["features"]
     assert "user_item_cosine" in features and "cand_covisit_rank" in features
     assert manifest["metrics"]["recsys"]["ndcg@10"] > 0
