@@ -17,8 +17,8 @@ same past in this process: popularity all-time and recent, ItemKNN, ALS, EASE, c
 markov walk, category taste × popularity within the category and pretrained-text similarity.
 Slices: cold items (<= 3 past events) and sparse users (<= 5 past events). Variants (ablation of
 text): ``fine_tuned`` (the default recipe), ``pretrained`` (the base encoder, not fine-tuned),
-``no_text`` (no semantic source and no text features); ``no_category`` drops the category source;
-``more_sources`` adds ALS and ItemKNN candidates (and their features).
+``no_text`` (no semantic source and no text features); ``category`` adds the category source;
+``more_sources`` adds it, ALS and ItemKNN candidates (and their features).
 
 The ratio of each recsys variant to the best baseline comes with a 95% bootstrap interval (test users
 resampled in pairs), so a cut with few test users says how far its ratio can be trusted.
@@ -73,7 +73,9 @@ BASELINES = [
 VARIANTS: dict[str, dict[str, str]] = {
     "fine_tuned": {},
     "pretrained": {"RECSYS_ENCODER__FINE_TUNE": "false"},
-    "no_category": {"RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, markov, popular, ease]"},
+    "category": {
+        "RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, markov, popular, ease, category]"
+    },
     "more_sources": {
         "RECSYS_RETRIEVAL__SOURCES": (
             "[semantic, cold_text, covisit, markov, popular, ease, category, als, itemknn]"
@@ -83,7 +85,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "wide_labels": {"RECSYS_RANKING__LABEL_SHARE": "0.25"},
     "no_text": {
         "RECSYS_ENCODER__FINE_TUNE": "false",
-        "RECSYS_RETRIEVAL__SOURCES": "[covisit, markov, popular, ease, category]",
+        "RECSYS_RETRIEVAL__SOURCES": "[covisit, markov, popular, ease]",
         "RECSYS_RANKING__TEXT_FEATURES": "false",
     },
 }

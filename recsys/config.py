@@ -208,10 +208,10 @@ class IndexConfig(Section):
 
 class RetrievalConfig(Section):
     sources: list[str] = Field(
-        default_factory=lambda: ["semantic", "cold_text", "covisit", "markov", "popular", "ease", "category"]
+        default_factory=lambda: ["semantic", "cold_text", "covisit", "markov", "popular", "ease"]
     )
-    """Candidate sources blended for the ranker: semantic, cold_text, covisit, markov, popular, ease,
-    category, als, itemknn."""
+    """Candidate sources blended for the ranker: semantic, cold_text, covisit, markov, popular, ease, and
+    optional ones: category (where a category decides what people pick: a shop), als, itemknn."""
     cold_max_events: int = Field(3, ge=0)
     """cold_text searches (by text, like semantic) only items with at most this many events."""
     per_source_k: int = Field(200, ge=1)
@@ -266,7 +266,11 @@ class RankingConfig(Section):
     min_child_samples: int = 50
     """LightGBM's minimum rows per leaf."""
     early_stopping_rounds: int = 100
-    """Rounds without a better validation NDCG@10 before training stops."""
+    """Rounds without a better validation NDCG@10 (its mean over early_stopping_window rounds) before
+    training stops."""
+    early_stopping_window: int = Field(1, ge=1)
+    """Rounds whose validation NDCG@10 early stopping averages (1: LightGBM's own rule): one round's
+    figure over a few hundred label users jumps enough to stop training at a few dozen trees."""
     max_users: int | None = 20000
     """Users sampled (seeded) for ranker training when there are more."""
     max_rows: int = Field(1_000_000, ge=1000)

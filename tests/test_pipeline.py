@@ -89,7 +89,7 @@ def test_ranker_beats_each_single_candidate_source(finished_run: RunContext) -> 
     metrics = finished_run.store.manifest("run-test")["metrics"]
     ours = metrics["recsys"]["ndcg@10"]
     sources = {name: values["ndcg@10"] for name, values in metrics.items() if name.startswith("source:")}
-    assert len(sources) == 7  # semantic, cold_text, covisit, markov, popular, ease, category
+    assert len(sources) == 6  # semantic, cold_text, covisit, markov, popular, ease
     for name, value in sources.items():
         assert ours > value, f"recsys {ours:.4f} <= {name} {value:.4f}"
     assert ours > metrics["popular"]["ndcg@10"]

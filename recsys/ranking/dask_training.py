@@ -10,7 +10,7 @@ boundaries, which each worker draws from its own rows (tested: NDCG@10 within 0.
 What is distributed is the boosting: the labelled candidates are built in this process and
 scattered to the workers. ``lightgbm.dask`` has no early stopping, so with a validation set the
 cluster grows ``n_estimators`` trees and the number kept is chosen here with the same rule
-(``early_stopping_rounds`` without a better validation NDCG@10), scoring the trees one by one.
+(:class:`~recsys.ranking.ranker.EarlyStopping`), scoring the trees one by one.
 """
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ import numpy as np
 import polars as pl
 
 from recsys.config import DaskConfig, RankingConfig
-from recsys.ranking.ranker import Ranker, feature_matrix, group_sizes, lambdarank_params, ndcg_at
+from recsys.ranking.ranker import (
+    EarlyStopping,
+    Ranker,
+    feature_matrix,
+    group_sizes,
+    lambdarank_params,
+    ndcg_at,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -110,26 +117,21 @@ def fit_on_cluster(
     }
     if valid is None:
         return Ranker(booster, features, {**info, "best_iteration": booster.current_iteration()})
-    best_iteration, best_ndcg = _early_stopped(booster, valid, features, config.early_stopping_rounds)
+    rule = EarlyStopping(config.early_stopping_rounds, config.early_stopping_window)
+    best_iteration, best_ndcg = _early_stopped(booster, valid, features, rule)
     kept = lgb.Booster(model_str=booster.model_to_string(num_iteration=best_iteration))
     info |= {"best_iteration": best_iteration, "valid_ndcg@10": best_ndcg, "valid_rows": valid.height}
     return Ranker(kept, features, info)
 
 
 def _early_stopped(
-    booster: Any, valid: pl.DataFrame, features: list[str], patience: int
+    booster: Any, valid: pl.DataFrame, features: list[str], rule: EarlyStopping
 ) -> tuple[int, float]:
-    """(trees kept, their validation NDCG@10): LightGBM's early-stopping rule, applied tree by tree."""
+    """(trees kept, their validation NDCG@10): the early-stopping rule of one process, tree by tree."""
     matrix = feature_matrix(valid, features)
     scores = np.zeros(valid.height, dtype=np.float64)
-    best_iteration, best_ndcg, since = 0, -np.inf, 0
     for iteration in range(booster.current_iteration()):
         scores += booster.predict(matrix, start_iteration=iteration, num_iteration=1, raw_score=True)
-        ndcg = ndcg_at(valid, scores)
-        if ndcg > best_ndcg:
-            best_iteration, best_ndcg, since = iteration + 1, ndcg, 0
-        else:
-            since += 1
-            if since >= patience:
-                break
-    return best_iteration, float(best_ndcg)
+        if rule.update(ndcg_at(valid, scores)):
+            break
+    return rule.best_iteration, rule.best_score

@@ -7,7 +7,18 @@ import polars as pl
 import pytest
 
 from recsys.config import RankingConfig
-from recsys.ranking.ranker import PARALLEL_ROWS, Ranker, average_rankers, ndcg_at, split_values
+from recsys.ranking.ranker import (
+    PARALLEL_ROWS,
+    EarlyStopping,
+    Ranker,
+    average_rankers,
+    feature_matrix,
+    group_sizes,
+    lambdarank_params,
+    ndcg_at,
+    split_values,
+    stopping_callback,
+)
 from recsys.ranking.training_set import best_single_source
 
 
@@ -75,6 +86,50 @@ def test_loaded_ranker_predicts_with_compiled_trees_equal_to_lightgbm(tmp_path: 
     loaded.features = ["cand_x_rank", "noise"]
     ranked = loaded.predict_matrix(np.asarray([[2.0, 0.1], [np.nan, 0.1], [1.0, 0.3]]))
     assert ranked[2] > ranked[0] > ranked[1]
+
+
+def test_early_stopping_follows_the_windows_mean_past_one_lucky_round() -> None:
+    lucky, rising = [0.30, 0.50], [0.31, 0.32, 0.34, 0.36, 0.38, 0.40, 0.42, 0.44, 0.44, 0.43, 0.44]
+    lucky_then_rising = lucky + rising + [0.3] * 9
+
+    def run(rule: EarlyStopping) -> EarlyStopping:
+        for score in lucky_then_rising:
+            if rule.update(score):
+                break
+        return rule
+
+    one_round = run(EarlyStopping(patience=8, window=1))
+    assert (one_round.best_iteration, one_round.best_score) == (2, 0.50)  # stopped at round 10
+    assert len(one_round.scores) == 10
+    windowed = run(EarlyStopping(patience=8, window=4))
+    assert windowed.best_iteration == 13  # rounds 10-13 average 0.4375, the best four in a row
+    assert windowed.best_score == 0.44
+    assert len(windowed.scores) == 21
+
+
+def test_early_stopping_over_one_round_is_lightgbms_own_rule() -> None:
+    import lightgbm as lgb
+
+    config = RankingConfig(n_estimators=300, min_child_samples=5, learning_rate=0.3)
+    train, valid = synthetic(100, 5), synthetic(30, 6)
+
+    def best_iteration(callback: object) -> tuple[int, float]:
+        model = lgb.LGBMRanker(**lambdarank_params(config), n_jobs=1)
+        model.fit(
+            feature_matrix(train, ["signal", "noise"]),
+            train["label"].to_numpy(),
+            group=group_sizes(train),
+            eval_X=(feature_matrix(valid, ["signal", "noise"]),),
+            eval_y=(valid["label"].to_numpy(),),
+            eval_group=[group_sizes(valid)],
+            eval_at=[10],
+            callbacks=[callback],
+        )
+        return model.best_iteration_, model.best_score_["valid_0"]["ndcg@10"]
+
+    ours = best_iteration(stopping_callback(EarlyStopping(patience=10, window=1)))
+    assert ours == best_iteration(lgb.early_stopping(10, verbose=False))
+    assert ours[0] < 300  # it stopped early, so the rule was tested, not the last round
 
 
 def test_refit_without_validation_grows_exactly_the_rounds_asked(tmp_path: Path) -> None:
