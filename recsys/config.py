@@ -268,7 +268,7 @@ class RankingConfig(Section):
     early_stopping_rounds: int = 100
     """Rounds without a better validation NDCG@10 (its mean over early_stopping_window rounds) before
     training stops."""
-    early_stopping_window: int = Field(1, ge=1)
+    early_stopping_window: int = Field(50, ge=1)
     """Rounds whose validation NDCG@10 early stopping averages (1: LightGBM's own rule): one round's
     figure over a few hundred label users jumps enough to stop training at a few dozen trees."""
     max_users: int | None = 20000
