@@ -22,6 +22,7 @@ from recsys.catalog import ItemCatalog
 from recsys.console import console, out
 from recsys.data import load_dataset
 from recsys.evaluation import BASELINES, make_split, metrics_table, run_baselines, slice_table, write_report
+from recsys.models.category import category_codes
 
 DEV_DATASET = Path("/work/shared/datasets/movielens_small_tmdb")
 
@@ -81,7 +82,8 @@ def main() -> None:
             f"[bold]{protocol}[/]: {len(split.train):,} train events, {len(split.test):,} test events, "
             f"{len(split.histories):,} test users" + (f", cutoff ts {split.cutoff}" if split.cutoff else "")
         )
-        results = run_baselines(split, args.baselines, item_vectors=vectors)
+        codes = category_codes(dataset.items, catalog)
+        results = run_baselines(split, args.baselines, item_vectors=vectors, item_categories=codes)
         wide.print(
             metrics_table(results, title=f"{protocol}: all test users (full ranking, seen items excluded)")
         )
