@@ -50,7 +50,14 @@ from recsys.console import console
 from recsys.data import load_dataset
 from recsys.device import machine_facts
 from recsys.evaluation.metrics import per_user_metrics, ratio_interval
-from recsys.evaluation.protocol import DEFAULT_TEST_SHARE, EvalSplit, evaluate_topk, make_split, run_baselines
+from recsys.evaluation.protocol import (
+    BASELINES,
+    DEFAULT_TEST_SHARE,
+    EvalSplit,
+    evaluate_topk,
+    make_split,
+    run_baselines,
+)
 from recsys.evaluation.run_eval import topk_matrix
 from recsys.models.category import category_codes
 from recsys.ranking.ranker import META_FILE, MODEL_FILE
@@ -59,17 +66,6 @@ from recsys.run_context import EVALUATED
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 K = 100
 KS = [10, 100]
-BASELINES = [
-    "popular",
-    "popular_recent",
-    "itemknn",
-    "als",
-    "ease",
-    "covisit",
-    "markov",
-    "category",
-    "pretrained_text",
-]
 VARIANTS: dict[str, dict[str, str]] = {
     "fine_tuned": {},
     "pretrained": {"RECSYS_ENCODER__FINE_TUNE": "false"},
