@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
+from recsys.config import EvaluationConfig
 from recsys.data import global_split, per_user_split, time_at_share
 from recsys.evaluation.metrics import coverage_at_k, novelty_at_k, per_user_metrics
 from recsys.models import (
@@ -47,17 +48,8 @@ DEFAULT_TEST_SHARE: dict[str, float] = {"per_user": 0.2, "global": 0.1}
 COLD_ITEM_MAX_EVENTS = 3
 SPARSE_USER_MAX_EVENTS = 5
 HEAVY_USER_QUANTILE = 0.9
-BASELINES = (
-    "popular",
-    "popular_recent",
-    "itemknn",
-    "als",
-    "ease",
-    "covisit",
-    "markov",
-    "category",
-    "pretrained_text",
-)
+BASELINES = tuple(EvaluationConfig().baselines)
+"""Every baseline there is: the evaluation stage runs them all by default (declared once, in its config)."""
 
 
 @dataclass(frozen=True)
