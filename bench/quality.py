@@ -17,7 +17,8 @@ same past in this process: popularity all-time and recent, ItemKNN, ALS, EASE, c
 markov walk, category taste × popularity within the category and pretrained-text similarity.
 Slices: cold items (<= 3 past events) and sparse users (<= 5 past events). Variants (ablation of
 text): ``fine_tuned`` (the default recipe), ``pretrained`` (the base encoder, not fine-tuned),
-``no_text`` (no semantic source and no text features); ``category`` adds the category source;
+``no_text`` (no semantic source and no text features); ``category`` always adds the category
+source (by default a trial source: it joins where it earns it), ``no_trial`` never does;
 ``more_sources`` adds it, ALS and ItemKNN candidates (and their features).
 
 The ratio of each recsys variant to the best baseline comes with a 95% bootstrap interval (test users
@@ -72,6 +73,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "category": {
         "RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, markov, popular, ease, category]"
     },
+    # the recipe before trial sources: category never joins the candidates
+    "no_trial": {"RECSYS_RETRIEVAL__TRIAL_SOURCES": "[]"},
     "more_sources": {
         "RECSYS_RETRIEVAL__SOURCES": (
             "[semantic, cold_text, covisit, markov, popular, ease, category, als, itemknn]"

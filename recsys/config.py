@@ -212,6 +212,14 @@ class RetrievalConfig(Section):
     )
     """Candidate sources blended for the ranker: semantic, cold_text, covisit, markov, popular, ease, and
     optional ones: category (where a category decides what people pick: a shop), als, itemknn."""
+    trial_sources: list[str] = Field(default_factory=lambda: ["category"])
+    """Sources fitted beside ``sources`` that join the candidates only where they earn it: when, alone on
+    the ranker's label window, one ranks at least ``trial_min_share`` of the best of ``sources``'
+    NDCG@10 (each ranker decides on its own window; ``ranker.sources`` in the manifest). A source that
+    is strong on one catalog (categories in a shop) and a distraction on another (a film's genre)."""
+    trial_min_share: float = Field(0.9, ge=0.0)
+    """A trial source joins when its NDCG@10 on the label window is at least this share of the best
+    of ``sources``' (0: always; above 1: only when it beats them all by that much)."""
     cold_max_events: int = Field(3, ge=0)
     """cold_text searches (by text, like semantic) only items with at most this many events."""
     per_source_k: int = Field(200, ge=1)

@@ -205,14 +205,17 @@ class RunInspector:
     def training_frame(self) -> pl.DataFrame:
         """The shipped ranker's labelled training candidates (history → first half of its label window),
         as trained on, for a seeded sample of at most :data:`TRAINING_USERS` users."""
-        from recsys.assemble import candidate_recommender
+        from recsys.assemble import candidate_recommender, ranker_sources
         from recsys.ranking.training_set import labelled_candidates
         from recsys.run_context import read_events
 
         ctx = self.context
         shipped = (ctx.path("split") / "ship_fit.parquet").exists()  # runs before the split had one ranker
         prefix = "ship_" if shipped else ""
-        recommender = candidate_recommender(ctx, prefix + "fit")
+        assert self.recommender.ranker is not None
+        recommender = candidate_recommender(
+            ctx, prefix + "fit", sources=ranker_sources(ctx.config, self.recommender.ranker)
+        )
         cap = self.config.ranking.max_users
         users = TRAINING_USERS if cap is None else min(TRAINING_USERS, cap)
         return labelled_candidates(

@@ -295,7 +295,8 @@ def ranker(ctx: RunContext, out: Path) -> None:
         history, label_train, label_valid = (
             read_events(ctx, prefix + part) for part in ("fit", "label_train", "label_valid")
         )
-        names = ranking_feature_names(ctx.config, recommender.behaviour)
+        sources = [source.name for source in recommender.sources]  # trial sources too, until judged
+        names = ranking_feature_names(ctx.config, recommender.behaviour, sources)
         model = train_ranker(recommender, history, label_train, label_valid, names, cfg)
         model.info["label_window"] = [label_train["ts"].min(), label_valid["ts"].max()]
         model.save(out / folder)

@@ -64,7 +64,7 @@ class CategoryScorer(Scorer):
             self.item_categories[categorised],
             weights=counts[categorised],
             minlength=self._n_categories(),
-        )
+        ).astype(np.float64)  # bincount of no categories at all is an int array
         share = np.zeros(len(catalog), dtype=np.float64)
         total = totals[self.item_categories[categorised]]
         share[categorised] = np.divide(counts[categorised], total, out=np.zeros_like(total), where=total > 0)

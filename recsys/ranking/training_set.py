@@ -6,6 +6,8 @@ window) and the shipped one (labels from the data's latest window): only the par
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,11 +15,26 @@ import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import RankingConfig
+from recsys.evaluation.metrics import ndcg_at_k, relevance
 from recsys.moments import Moments, per_user_moments
 from recsys.ranking.cold_slots import label_cold_share
 from recsys.ranking.dask_training import fit_ranker
 from recsys.ranking.ranker import Ranker, average_rankers, ndcg_at
 from recsys.recommend import Recommender
+from recsys.retrieval.blend import source_columns
+
+TRIAL_K = 10
+"""Trial sources are judged by NDCG@TRIAL_K, the figure the ranker is early-stopped and evaluated on."""
+
+
+def _target_histories(
+    history: pl.DataFrame, targets: pl.DataFrame, catalog: ItemCatalog, max_users: int | None, seed: int
+) -> Histories:
+    """Histories of the users with target events (a seeded sample of ``max_users`` when more)."""
+    users = targets.select("user_id").unique().sort("user_id")
+    if max_users is not None and users.height > max_users:
+        users = users.sample(max_users, seed=seed).sort("user_id")
+    return Histories.from_interactions(history, catalog, users=users["user_id"].to_list())
 
 
 def _targets(
@@ -30,11 +47,47 @@ def _targets(
 ) -> tuple[Histories, dict[str, int]]:
     """Histories of users with target events, and each user's as-of time: where the batch job would
     place them after ``history`` (:class:`~recsys.moments.Moments`), so training mirrors serving."""
-    users = targets.select("user_id").unique().sort("user_id")
-    if max_users is not None and users.height > max_users:
-        users = users.sample(max_users, seed=seed).sort("user_id")
-    histories = Histories.from_interactions(history, catalog, users=users["user_id"].to_list())
+    histories = _target_histories(history, targets, catalog, max_users, seed)
     return histories, Moments.of_events(history, per_user).of(histories)
+
+
+@dataclass(frozen=True)
+class SourceTrial:
+    """Which sources a ranker blends: ``chosen`` (in the recommender's order) and each source's NDCG@10
+    alone on the label window (empty when there was no trial source to judge)."""
+
+    chosen: list[str]
+    ndcg: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chosen": self.chosen, "ndcg@10": self.ndcg}
+
+
+def trial_sources(
+    recommender: Recommender, history: pl.DataFrame, targets: pl.DataFrame, max_users: int | None, seed: int
+) -> SourceTrial:
+    """Keep a trial source (``retrieval.trial_sources``) when, alone, it ranks the users of ``targets``
+    (as of ``history``) at least ``retrieval.trial_min_share`` as well as the best of
+    ``retrieval.sources``: each source's own top :data:`TRIAL_K`, scored like a baseline."""
+    retrieval = recommender.config.retrieval
+    names = [source.name for source in recommender.sources]
+    if all(name in retrieval.sources for name in names):
+        return SourceTrial(names, {})
+    histories = _target_histories(history, targets, recommender.catalog, max_users, seed)
+    indexed = recommender.catalog.with_index(targets.select("user_id", "item_id"))
+    by_user = dict(indexed.group_by("user_id").agg(pl.col("item_idx").unique()).iter_rows())
+    truth = [np.asarray(by_user.get(user, []), dtype=np.int64) for user in histories.user_ids]
+    ndcg = {
+        source.name: float(
+            ndcg_at_k(relevance(source.retrieve(histories, TRIAL_K).items, truth), truth, TRIAL_K).mean()
+        )
+        for source in recommender.sources
+    }
+    best = max((ndcg[name] for name in names if name in retrieval.sources), default=0.0)
+    chosen = [
+        name for name in names if name in retrieval.sources or ndcg[name] >= retrieval.trial_min_share * best
+    ]
+    return SourceTrial(chosen, ndcg)
 
 
 def labelled_candidates(
@@ -99,6 +152,12 @@ def train_ranker(
     """
 
     max_users = training_users(config, recommender.config.retrieval.candidates_k)
+    trial = trial_sources(recommender, history, pl.concat([label_train, label_valid]), max_users, config.seed)
+    dropped = [source.name for source in recommender.sources if source.name not in trial.chosen]
+    if dropped:
+        kept = [source for source in recommender.sources if source.name in trial.chosen]
+        recommender = dataclasses.replace(recommender, sources=kept)
+        names = [name for name in names if name not in source_columns(dropped)]
 
     def rows(before: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
         return labelled_candidates(recommender, before, targets, max_users, config.seed, graded=config.graded)
@@ -125,7 +184,10 @@ def train_ranker(
         early_stopping = model.info
         model = average_rankers(refits)
         model.info |= {"early_stopping": early_stopping, "refit": True}
-    model.info |= {"valid_ndcg@10": valid_ndcg, "validation": fallback}
+    model.info |= {"valid_ndcg@10": valid_ndcg, "validation": fallback, "sources": trial.chosen}
+    if trial.ndcg:
+        min_share = recommender.config.retrieval.trial_min_share
+        model.info["source_trial"] = trial.to_json() | {"min_share": min_share}
     if recommender.cold_items is not None:
         targets = pl.concat([label_train, label_valid])["item_id"]
         target_items = recommender.catalog.indices(targets.to_list())

@@ -10,7 +10,7 @@ import polars as pl
 
 from recsys.artifacts import atomic_path
 from recsys.catalog import ItemCatalog
-from recsys.config import Config
+from recsys.config import Config, RetrievalConfig
 from recsys.embeddings import user_vectors_from_context, user_vectors_from_history
 from recsys.index import ANNIndex
 from recsys.models.als import ALSScorer
@@ -41,19 +41,26 @@ LEGACY_COVISIT_FILE = "covisit.parquet"
 """Where runs written before co-visitation became a scorer kept its table."""
 
 
-def _check(names: list[str]) -> None:
+def _check(names: list[str], key: str = "retrieval.sources") -> None:
     unknown = sorted(set(names) - set(KNOWN_SOURCES))
     if unknown:
-        raise ValueError(f"retrieval.sources: unknown source(s) {unknown}; known: {list(KNOWN_SOURCES)}")
+        raise ValueError(f"{key}: unknown source(s) {unknown}; known: {list(KNOWN_SOURCES)}")
+
+
+def fitted_source_names(config: RetrievalConfig) -> list[str]:
+    """Every source :func:`fit_sources` fits: ``sources``, then the trial sources not among them."""
+    _check(config.sources)
+    _check(config.trial_sources, "retrieval.trial_sources")
+    return [*config.sources, *(name for name in config.trial_sources if name not in config.sources)]
 
 
 def fit_sources(
     config: Config, events: pl.DataFrame, items: pl.DataFrame, catalog: ItemCatalog, out_dir: Path
 ) -> None:
     """Fit every history-independent model the sources need on ``events`` (``items``: the catalog's
-    metadata, for the category source) and save it under ``out_dir``."""
-    names = config.retrieval.sources
-    _check(names)
+    metadata, for the category source) and save it under ``out_dir``: ``retrieval.sources`` and
+    ``retrieval.trial_sources``."""
+    names = fitted_source_names(config.retrieval)
     out_dir.mkdir(parents=True, exist_ok=True)
     if "cold_text" in names:
         counts = np.bincount(
@@ -112,13 +119,15 @@ def load_sources(
     index: ANNIndex,
     user_vectors: UserVectors,
     item_vectors: np.ndarray | None = None,
+    names: list[str] | None = None,
 ) -> list[CandidateSource]:
-    """The configured sources, in config order, from a folder written by :func:`fit_sources`.
+    """The sources ``names`` (default: ``retrieval.sources``), in that order, from a folder written by
+    :func:`fit_sources`.
 
     ``item_vectors`` (the index's rows) make the text sources rescore what they find exactly, so a
     user alone gets what the same user gets in a batch (:class:`SemanticSource`).
     """
-    names = config.retrieval.sources
+    names = config.retrieval.sources if names is None else names
     _check(names)
     exclude = config.retrieval.exclude_seen
     sources: list[CandidateSource] = []

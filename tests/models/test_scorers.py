@@ -282,6 +282,13 @@ def test_category_never_offers_items_of_untouched_categories_or_without_events()
     assert indices.tolist() == [[0, -1, -1]]
 
 
+def test_category_of_a_catalog_without_categories_offers_nothing() -> None:
+    catalog = ItemCatalog(np.asarray(["a", "b"], dtype=object))
+    scorer = CategoryScorer([NO_CATEGORY, NO_CATEGORY]).fit(pl.DataFrame({"item_id": ["a", "b"]}), catalog)
+    history = Histories(["u"], [catalog.indices(["a"])], [np.arange(1)])
+    assert scorer.top_k(history, 2, exclude_seen=False)[0].tolist() == [[-1, -1]]
+
+
 def test_category_codes_take_each_items_first_category_in_catalog_order() -> None:
     catalog = ItemCatalog(np.asarray(["x", "y", "z", "w"], dtype=object))
     items = pl.DataFrame(

@@ -15,10 +15,17 @@ from recsys.config import Config, RankingConfig
 from recsys.data import load_dataset
 from recsys.data.demo import DemoSpec, write_demo
 from recsys.data.splits import global_split, per_user_split, time_at_share
+from recsys.models.category import CategoryScorer, category_codes
 from recsys.models.popularity import PopularityScorer
 from recsys.moments import Moments
 from recsys.ranking.behaviour import OfflineBehaviour
-from recsys.ranking.training_set import ensemble_size, labelled_candidates, train_ranker, training_users
+from recsys.ranking.training_set import (
+    ensemble_size,
+    labelled_candidates,
+    train_ranker,
+    training_users,
+    trial_sources,
+)
 from recsys.recommend import Recommender
 from recsys.retrieval.scorer_source import ScorerSource
 
@@ -111,3 +118,45 @@ def test_label_users_are_placed_where_the_batch_job_would_place_them(tmp_path: P
     assert placed == Moments.of_events(history, per_user=protocol == "per_user").of(histories)
     if protocol == "global":  # everyone at the end of the history, as the batch job's now
         assert set(placed.values()) == {int(history["ts"].max()) + 1}
+
+
+@pytest.mark.parametrize(("share_of_ratio", "joins"), [(0.99, True), (1.01, False)])
+def test_a_trial_source_joins_the_ranker_only_where_it_ranks_near_the_best_source(
+    tmp_path: Path, share_of_ratio: float, joins: bool
+) -> None:
+    config = Config.model_validate(
+        {
+            "retrieval": {
+                "sources": ["popular"],
+                "trial_sources": ["category"],
+                "per_source_k": CANDIDATES_K,
+            },
+            "ranking": {"n_estimators": 5, "min_child_samples": 5, "threads": 1, "members": 1},
+        }
+    )
+    recommender, events = _popular_recommender(tmp_path, config)
+    history, later = global_split(events, time_at_share(events, 0.5))
+    train, valid = global_split(later, time_at_share(later, 0.5))
+    catalog = recommender.catalog
+    popular = PopularityScorer(days=config.retrieval.popular_days).fit(history, catalog)
+    category = CategoryScorer(category_codes(recommender.items, catalog)).fit(history, catalog)
+    recommender.sources = [ScorerSource(popular, name="popular"), ScorerSource(category, name="category")]
+    measured = trial_sources(recommender, history, pl.concat([train, valid]), None, config.ranking.seed)
+    ratio = measured.ndcg["category"] / measured.ndcg["popular"]
+    assert 0 < ratio < 10
+    # Just below its measured share of the best default source's NDCG@10 it joins, just above it stays out.
+    config.retrieval.trial_min_share = ratio * share_of_ratio
+    names = ranking_feature_names(config, recommender.behaviour, ["popular", "category"])
+    model = train_ranker(recommender, history, train, valid, names, config.ranking)
+    assert model.info["source_trial"]["ndcg@10"] == measured.ndcg
+    assert model.info["sources"] == (["popular", "category"] if joins else ["popular"])
+    assert ("cand_category_rank" in model.features) == joins
+    assert "cand_popular_rank" in model.features and len(recommender.sources) == 2  # the caller's intact
+
+
+def test_without_trial_sources_every_source_stays_unjudged(tmp_path: Path) -> None:
+    config = Config.model_validate({"retrieval": {"sources": ["popular"], "per_source_k": CANDIDATES_K}})
+    recommender, events = _popular_recommender(tmp_path, config)
+    history, targets = global_split(events, time_at_share(events, 0.8))
+    trial = trial_sources(recommender, history, targets, None, seed=0)
+    assert trial.chosen == ["popular"] and trial.ndcg == {}
