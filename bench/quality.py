@@ -144,11 +144,18 @@ RANKERS = {"shipped": "", "evaluated": EVALUATED}
 
 
 def ranker_shape(folder: Path) -> dict[str, Any]:
-    """Members, trees and label rows of a run's ranker, read from its saved metadata: the cost
-    behind the run's time, and which cuts a change of the ensemble's size touches."""
+    """Members, trees, label rows and candidate sources of a run's ranker, read from its saved
+    metadata: the cost behind the run's time, which cuts a change of the ensemble's size touches, and
+    where a trial source joined (with every source's NDCG@10 on the label window)."""
     info = json.loads((folder / META_FILE).read_text())["info"]
     trees = (folder / MODEL_FILE).read_text().count("\nTree=")
-    return {"members": len(info.get("members", [info])), "trees": trees, "train_rows": info["train_rows"]}
+    return {
+        "members": len(info.get("members", [info])),
+        "trees": trees,
+        "train_rows": info["train_rows"],
+        "sources": info.get("sources"),
+        "source_trial": info.get("source_trial"),
+    }
 
 
 def pretrained_vectors(items: pl.DataFrame, config: Path | None) -> np.ndarray:
