@@ -11,13 +11,14 @@ from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from recsys.artifacts import RunStore
-from recsys.assemble import load_recommender
+from recsys.assemble import candidate_recommender, load_recommender, run_context_of
 from recsys.catalog import Histories
 from recsys.cli import app
 from recsys.config import load_config
 from recsys.data.demo import DemoSpec, write_demo
 from recsys.device import machine_facts
 from recsys.pipeline import STAGES, run_pipeline
+from recsys.ranking.ranker import Ranker
 from recsys.run_context import RunContext
 
 CONFIG = Path(__file__).parent / "pipeline_config.yaml"
@@ -83,6 +84,20 @@ def test_shipped_ranker_learns_from_the_latest_window_and_the_manifest_names_wha
     assert (run_dir / "ranker" / "model.txt").read_text() != (
         run_dir / "ranker" / "evaluated" / "model.txt"
     ).read_text()
+
+
+def test_the_served_recommender_blends_the_sources_its_ranker_chose(finished_run: RunContext) -> None:
+    run_dir = finished_run.store.run_dir("run-test")
+    manifest = finished_run.store.manifest("run-test")
+    chosen = manifest["ranker"]["sources"]
+    assert chosen[:6] == finished_run.config.retrieval.sources  # defaults first, in config order
+    # The trial source was fitted and judged on the shipped ranker's label window.
+    assert set(manifest["ranker"]["source_trial"]["ndcg@10"]) == {*chosen, "category"}
+    assert [source.name for source in load_recommender(run_dir).sources] == chosen
+    ranker = Ranker.load(run_dir / "ranker")
+    ranker.info["sources"] = ["popular", "category"]
+    picked = candidate_recommender(run_context_of(run_dir), "serving", ranker, evaluated=False)
+    assert [source.name for source in picked.sources] == ["popular", "category"]
 
 
 def test_ranker_beats_each_single_candidate_source(finished_run: RunContext) -> None:
@@ -220,7 +235,7 @@ def test_evaluation_is_the_same_whatever_the_chunk_size(finished_run: RunContext
     """Chunks take users in the order of their moments; every user's list and every metric stay put."""
     import numpy as np
 
-    from recsys.assemble import candidate_recommender, evaluated_ranker
+    from recsys.assemble import evaluated_ranker
     from recsys.catalog import ItemCatalog
     from recsys.evaluation.protocol import make_split
     from recsys.evaluation.run_eval import evaluate_recommender
