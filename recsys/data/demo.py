@@ -638,14 +638,62 @@ def _user_counts(rng: np.random.Generator, users: int, events: int, shape: _Shap
     return counts[rng.permutation(users)]
 
 
-def _generate_regime(spec: DemoSpec, shape: _Shape) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A catalog of one regime: the default's topics, audiences and texts, behaving as ``shape`` says."""
-    rng = np.random.default_rng([spec.seed, REGIMES.index(spec.regime)])
-    names = list(TOPICS)[: spec.topics] if spec.topics <= len(TOPICS) else list(TOPICS)
-    n_topics = len(names)
-    horizon = spec.days * DAY
+@dataclass(frozen=True)
+class RegimeWorld:
+    """The hidden state a regime's events are drawn from: what a recommender has to learn.
 
-    # Items: topic, base popularity, arrival, a sequel in the same topic.
+    Item ``i`` is ``f"i{i}"`` and user ``u`` is ``f"u{u}"`` in the generated frames; times are seconds
+    from ``START_TS``. An oracle that knows this state (``bench/headroom.py``) says how far any
+    recommender could get on the catalog.
+    """
+
+    shape: _Shape
+    horizon: int
+    topic: np.ndarray
+    """Each item's topic index."""
+    second: np.ndarray
+    """Each item's second topic (its text borrows from it; the topic itself decides who consumes it)."""
+    popularity: np.ndarray
+    """Each item's base popularity (draws within a topic are proportional to it)."""
+    created: np.ndarray
+    """Each item's arrival, seconds from START_TS (negative: back catalog)."""
+    sequel: np.ndarray
+    """Each item's sequel: the item a session moves to with probability ``shape.sequel``."""
+    audience_topics: np.ndarray
+    """[audiences, liked]: the topics each audience's sessions are drawn from, uniformly."""
+    first_audience: np.ndarray
+    """Each user's audience at the start of the span."""
+    last_audience: np.ndarray
+    """The audience a user drifts towards (``shape.drift`` of the way by the end of the span)."""
+    drift_speed: np.ndarray
+    """How fast each user drifts (a session at time t belongs to the last audience with probability
+    ``shape.drift * clip(t / horizon * drift_speed, 0, 1)``)."""
+
+    def by_topic(self) -> dict[int, np.ndarray]:
+        """Each topic's items in order of arrival (the order the draws search them in)."""
+        members: dict[int, np.ndarray] = {}
+        for t in np.unique(self.topic).tolist():
+            found = np.flatnonzero(self.topic == t)
+            members[t] = found[np.argsort(self.created[found], kind="stable")]
+        return members
+
+
+def regime_world(spec: DemoSpec) -> RegimeWorld:
+    """The hidden state behind ``generate_demo(spec)`` for a regime other than ``default``."""
+    if spec.regime == "default":
+        raise ValueError("the default catalog has no RegimeWorld; pick a regime")
+    return _draw_world(_regime_rng(spec), spec, SHAPES[spec.regime])
+
+
+def _regime_rng(spec: DemoSpec) -> np.random.Generator:
+    return np.random.default_rng([spec.seed, REGIMES.index(spec.regime)])
+
+
+def _draw_world(rng: np.random.Generator, spec: DemoSpec, shape: _Shape) -> RegimeWorld:
+    """Items (topic, base popularity, arrival, a sequel in the same topic) and audiences; the first
+    draws of ``rng``, so that the events that follow are the same whether or not anyone asks."""
+    n_topics = min(spec.topics, len(TOPICS))
+    horizon = spec.days * DAY
     topic = rng.integers(0, n_topics, spec.items)
     second = np.where(rng.random(spec.items) < 0.3, rng.integers(0, n_topics, spec.items), topic)
     popularity = 1.0 / (1.0 + rng.permutation(spec.items)) ** shape.zipf
@@ -657,15 +705,10 @@ def _generate_regime(spec: DemoSpec, shape: _Shape) -> tuple[pl.DataFrame, pl.Da
         rng.integers(0, max(horizon - DAY, 1), spec.items),
         -rng.integers(DAY, 365 * DAY, spec.items),
     )
-    by_topic: dict[int, np.ndarray] = {}
     sequel = np.arange(spec.items)
     for t in present.tolist():
         members = np.flatnonzero(topic == t)
         sequel[members] = rng.permutation(members)
-        by_topic[t] = members[np.argsort(created[members], kind="stable")]
-    cum_weight = {t: np.cumsum(popularity[members]) for t, members in by_topic.items()}
-    arrivals = {t: created[members] for t, members in by_topic.items()}
-
     # Audiences like a few unrelated topics; with drift, a user moves towards a second audience.
     n_audiences = max(2, len(present) // 3)
     liked = min(3, len(present))
@@ -673,6 +716,33 @@ def _generate_regime(spec: DemoSpec, shape: _Shape) -> tuple[pl.DataFrame, pl.Da
     first_audience = rng.integers(0, n_audiences, spec.users)
     last_audience = (first_audience + rng.integers(1, n_audiences, spec.users)) % n_audiences
     drift_speed = rng.uniform(0.7, 1.4, spec.users)
+    return RegimeWorld(
+        shape,
+        horizon,
+        topic,
+        second,
+        popularity,
+        created,
+        sequel,
+        audience_topics,
+        first_audience,
+        last_audience,
+        drift_speed,
+    )
+
+
+def _generate_regime(spec: DemoSpec, shape: _Shape) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A catalog of one regime: the default's topics, audiences and texts, behaving as ``shape`` says."""
+    rng = _regime_rng(spec)
+    names = list(TOPICS)[: spec.topics] if spec.topics <= len(TOPICS) else list(TOPICS)
+    horizon = spec.days * DAY
+    world = _draw_world(rng, spec, shape)
+    topic, created, sequel = world.topic, world.created, world.sequel
+    by_topic = world.by_topic()
+    cum_weight = {t: np.cumsum(world.popularity[members]) for t, members in by_topic.items()}
+    arrivals = {t: created[members] for t, members in by_topic.items()}
+    liked = world.audience_topics.shape[1]
+    first_audience, last_audience, drift_speed = world.first_audience, world.last_audience, world.drift_speed
 
     # Events, grouped by user then session; a session is one topic, its events a few gaps apart.
     counts = _user_counts(rng, spec.users, spec.events, shape)
@@ -698,7 +768,7 @@ def _generate_regime(spec: DemoSpec, shape: _Shape) -> tuple[pl.DataFrame, pl.Da
     audience = np.where(
         rng.random(n_sessions) < moved, last_audience[session_user], first_audience[session_user]
     )
-    session_topic = audience_topics[audience, rng.integers(0, liked, n_sessions)]
+    session_topic = world.audience_topics[audience, rng.integers(0, liked, n_sessions)]
 
     def sample(topics: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Items of these topics available at these times: near their release, or by popularity."""
@@ -734,7 +804,7 @@ def _generate_regime(spec: DemoSpec, shape: _Shape) -> tuple[pl.DataFrame, pl.Da
         item[rows] = drawn
     del order, session_of
 
-    titles, texts = _texts_vectorized(rng, topic, second, names)
+    titles, texts = _texts_vectorized(rng, topic, world.second, names)
     topic_names = np.asarray(names, dtype=object)
     items = pl.DataFrame(
         {
