@@ -220,6 +220,10 @@ class RetrievalConfig(Section):
     trial_min_share: float = Field(0.9, ge=0.0)
     """A trial source joins when its NDCG@10 on the label window is at least this share of the best
     of ``sources``' (0: always; above 1: only when it beats them all by that much)."""
+    category_half_life_days: float | None = Field(7.0, gt=0)
+    """Half-life, in days, of the events that say how an item sells within its category (the category
+    source; the baseline uses the same default); None: all time. Short where new items take over (a
+    shop); see recsys.models.category."""
     cold_max_events: int = Field(3, ge=0)
     """cold_text searches (by text, like semantic) only items with at most this many events."""
     per_source_k: int = Field(200, ge=1)

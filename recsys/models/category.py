@@ -1,7 +1,9 @@
 """Category taste times popularity within the category: the shop assistant's model.
 
 A user's history says which categories they buy in (the share of their events in each); an item's
-events say how it sells within its category (its share of the category's events). Their product
+recent events say how it sells within its category (its share of the category's events, each
+event weighted by its recency: where new items take over, last month's bestseller is not this
+week's; ``half_life_days``). Their product
 is the chance of the next event landing on the item when a user picks a category by taste and then
 an item by its category's popularity. Where catalogs are many categories of steeply popular items
 (shops), this is as strong as ALS or EASE with nothing learnt per pair of items, and it knows what
@@ -20,6 +22,12 @@ from recsys.catalog import Histories, ItemCatalog
 from recsys.models.base import Scorer
 
 NO_CATEGORY = -1
+DAY = 86_400.0
+DEFAULT_HALF_LIFE_DAYS = 7.0
+"""An item's sales this week decide its share, not all time's: on the generated shop (new items
+take over) NDCG@10 0.294 against all time's 0.220 per-user (3 days 0.282, 14 days 0.255), 0.224
+against 0.136 on the global cut; on the dev dataset, whose genres are tastes of long standing, 0.044
+against 0.088 (there the trial keeps the source out of the candidates)."""
 
 
 def category_codes(items: pl.DataFrame, catalog: ItemCatalog) -> np.ndarray:
@@ -43,7 +51,14 @@ class CategoryScorer(Scorer):
 
     kind = "category"
 
-    def __init__(self, item_categories: Sequence[int] | np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        item_categories: Sequence[int] | np.ndarray | None = None,
+        half_life_days: float | None = DEFAULT_HALF_LIFE_DAYS,
+    ) -> None:
+        if half_life_days is not None and half_life_days <= 0:
+            raise ValueError(f"half_life_days must be positive or None, got {half_life_days}")
+        self.half_life_days = half_life_days
         self.item_categories: np.ndarray | None = None
         if item_categories is not None:
             self.item_categories = np.asarray(item_categories, dtype=np.int64)
@@ -57,8 +72,14 @@ class CategoryScorer(Scorer):
                 f"item_categories has {len(self.item_categories)} codes "
                 f"but the catalog has {len(catalog)} items"
             )
-        events = catalog.with_index(interactions.select("item_id"))["item_idx"].to_numpy()
-        counts = np.bincount(events, minlength=len(catalog)).astype(np.float64)
+        timed = self.half_life_days is not None
+        indexed = catalog.with_index(interactions.select("item_id", *(["ts"] if timed else [])))
+        events = indexed["item_idx"].to_numpy()
+        weights = None
+        if self.half_life_days is not None and len(events):
+            stamps = indexed["ts"].to_numpy()
+            weights = 0.5 ** ((stamps.max() - stamps) / (self.half_life_days * DAY))
+        counts = np.bincount(events, weights=weights, minlength=len(catalog)).astype(np.float64)
         categorised = self.item_categories >= 0
         totals = np.bincount(
             self.item_categories[categorised],
@@ -91,7 +112,7 @@ class CategoryScorer(Scorer):
         return scores
 
     def params(self) -> dict[str, Any]:
-        return {}
+        return {"half_life_days": self.half_life_days}
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.item_categories is not None and self.item_share is not None

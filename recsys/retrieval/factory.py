@@ -87,7 +87,8 @@ def fit_sources(
     if "itemknn" in names:
         ItemKNNScorer().fit(events, catalog).save(out_dir / "itemknn")
     if "category" in names:
-        CategoryScorer(category_codes(items, catalog)).fit(events, catalog).save(out_dir / "category")
+        scorer = CategoryScorer(category_codes(items, catalog), config.retrieval.category_half_life_days)
+        scorer.fit(events, catalog).save(out_dir / "category")
 
 
 def user_vector_fn(

@@ -268,15 +268,30 @@ def test_text_similarity_weights_recent_items_more() -> None:
 def test_category_scores_taste_times_the_items_share_of_its_category() -> None:
     catalog = ItemCatalog(np.asarray(["a1", "a2", "b1", "b2", "none"], dtype=object))
     events = pl.DataFrame({"item_id": ["a1", "a1", "a1", "a2", "b1", "b2", "none"]})
-    scorer = CategoryScorer([0, 0, 1, 1, NO_CATEGORY]).fit(events, catalog)
+    scorer = CategoryScorer([0, 0, 1, 1, NO_CATEGORY], half_life_days=None).fit(events, catalog)
     history = Histories(["u"], [catalog.indices(["a1", "b1", "b1", "none"])], [np.arange(4)])
     # taste: a 1/4, b 2/4 (the uncategorised event counts in the whole); shares: a1 3/4, a2 1/4, b 1/2
     np.testing.assert_allclose(scorer.score(history)[0], [3 / 16, 1 / 16, 1 / 4, 1 / 4, -np.inf])
 
 
+def test_category_shares_weigh_each_event_by_its_recency() -> None:
+    """a1 sold three times four weeks before the last event, a2 once on the last day: all time, a1
+    sells best; with a 7-day half-life a2 does (its weight 1 against a1's 3 x 1/16)."""
+    catalog = ItemCatalog(np.asarray(["a1", "a2"], dtype=object))
+    day = 86_400
+    events = pl.DataFrame({"item_id": ["a1", "a1", "a1", "a2"], "ts": [0, 0, 0, 28 * day]})
+    history = Histories(["u"], [catalog.indices(["a1"])], [np.arange(1)])
+    all_time = CategoryScorer([0, 0], half_life_days=None).fit(events, catalog).score(history)[0]
+    recent = CategoryScorer([0, 0], half_life_days=7.0).fit(events, catalog).score(history)[0]
+    np.testing.assert_allclose(all_time, [3 / 4, 1 / 4])
+    np.testing.assert_allclose(recent, [3 / 19, 16 / 19], rtol=1e-6)
+    with pytest.raises(ValueError, match="half_life_days"):
+        CategoryScorer([0, 0], half_life_days=0.0)
+
+
 def test_category_never_offers_items_of_untouched_categories_or_without_events() -> None:
     catalog = ItemCatalog(np.asarray(["a1", "a2", "b1"], dtype=object))
-    scorer = CategoryScorer([0, 0, 1]).fit(pl.DataFrame({"item_id": ["a1", "b1"]}), catalog)
+    scorer = CategoryScorer([0, 0, 1]).fit(pl.DataFrame({"item_id": ["a1", "b1"], "ts": [0, 0]}), catalog)
     history = Histories(["u"], [catalog.indices(["a1"])], [np.arange(1)])
     indices, _ = scorer.top_k(history, 3, exclude_seen=False)
     assert indices.tolist() == [[0, -1, -1]]
@@ -284,7 +299,8 @@ def test_category_never_offers_items_of_untouched_categories_or_without_events()
 
 def test_category_of_a_catalog_without_categories_offers_nothing() -> None:
     catalog = ItemCatalog(np.asarray(["a", "b"], dtype=object))
-    scorer = CategoryScorer([NO_CATEGORY, NO_CATEGORY]).fit(pl.DataFrame({"item_id": ["a", "b"]}), catalog)
+    events = pl.DataFrame({"item_id": ["a", "b"], "ts": [0, 0]})
+    scorer = CategoryScorer([NO_CATEGORY, NO_CATEGORY]).fit(events, catalog)
     history = Histories(["u"], [catalog.indices(["a"])], [np.arange(1)])
     assert scorer.top_k(history, 2, exclude_seen=False)[0].tolist() == [[-1, -1]]
 
