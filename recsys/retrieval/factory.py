@@ -87,8 +87,8 @@ def fit_sources(
     if "itemknn" in names:
         ItemKNNScorer().fit(events, catalog).save(out_dir / "itemknn")
     if "category" in names:
-        scorer = CategoryScorer(category_codes(items, catalog), config.retrieval.category_half_life_days)
-        scorer.fit(events, catalog).save(out_dir / "category")
+        category = CategoryScorer(category_codes(items, catalog), config.retrieval.category_half_life_days)
+        category.fit(events, catalog).save(out_dir / "category")
 
 
 def user_vector_fn(
