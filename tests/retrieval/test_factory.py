@@ -66,3 +66,26 @@ def test_cold_text_allows_only_items_with_few_events_in_its_fit(tmp_path: Path) 
     assert source.name == "cold_text"
     assert isinstance(source, SemanticSource) and source.allow is not None
     assert source.allow.tolist() == [1, 2]  # b (1 event) and c (none); a has 5
+
+
+@pytest.mark.parametrize("half_life", [None, 7.0])
+def test_the_category_source_weighs_sales_by_the_configured_half_life(
+    tmp_path: Path, half_life: float | None
+) -> None:
+    """Item a sold three times four weeks before b's one sale on the last day: all time a sells best
+    in their category, over a 7-day half-life b does; the source that loads is the one configured."""
+    catalog = ItemCatalog(np.asarray(["a", "b", "c"], dtype=object))
+    day = 86_400
+    events = pl.DataFrame(
+        {"user_id": ["u", "u", "v", "w"], "item_id": ["a", "a", "a", "b"], "ts": [0, 0, 0, 28 * day]}
+    )
+    items = pl.DataFrame({"item_id": ["a", "b", "c"], "categories": [["shoes"]] * 3})
+    retrieval = {"sources": ["category"], "trial_sources": [], "category_half_life_days": half_life}
+    config = Config.model_validate({"retrieval": retrieval})
+    fit_sources(config, events, items, catalog, tmp_path)
+    index = ExactIndex(2)
+    index.build(np.eye(3, 2, dtype=np.float32))
+    (source,) = load_sources(config, tmp_path, catalog, index, lambda h: np.ones((len(h), 2), np.float32))
+    history = Histories(["x"], [catalog.indices(["c"])], [np.asarray([0])])
+    ranked = source.candidates(history, k=2).sort("rank")["item_idx"].to_list()
+    assert ranked == ([0, 1] if half_life is None else [1, 0])
