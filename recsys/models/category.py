@@ -72,13 +72,13 @@ class CategoryScorer(Scorer):
                 f"item_categories has {len(self.item_categories)} codes "
                 f"but the catalog has {len(catalog)} items"
             )
-        timed = self.half_life_days is not None
-        indexed = catalog.with_index(interactions.select("item_id", *(["ts"] if timed else [])))
+        half_life = self.half_life_days
+        indexed = catalog.with_index(interactions.select("item_id", *(["ts"] if half_life else [])))
         events = indexed["item_idx"].to_numpy()
         weights = None
-        if self.half_life_days is not None and len(events):
+        if half_life is not None and len(events):
             stamps = indexed["ts"].to_numpy()
-            weights = 0.5 ** ((stamps.max() - stamps) / (self.half_life_days * DAY))
+            weights = 0.5 ** ((stamps.max() - stamps) / (half_life * DAY))
         counts = np.bincount(events, weights=weights, minlength=len(catalog)).astype(np.float64)
         categorised = self.item_categories >= 0
         totals = np.bincount(
