@@ -46,9 +46,14 @@ def _targets(
     per_user: bool,
 ) -> tuple[Histories, dict[str, int]]:
     """Histories of users with target events, and each user's as-of time: where the batch job would
-    place them after ``history`` (:class:`~recsys.moments.Moments`), so training mirrors serving."""
+    place them after ``history`` (:class:`~recsys.moments.Moments`), so training mirrors serving, but
+    never after their first target. Under the per-user split ``history`` holds other users' later
+    events, so its "now" (``recommend.as_of: now``) would describe a label user with features that
+    already count their labels."""
     histories = _target_histories(history, targets, catalog, max_users, seed)
-    return histories, Moments.of_events(history, per_user).of(histories)
+    first_target = dict(targets.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
+    placed = Moments.of_events(history, per_user).of(histories)
+    return histories, {user: min(moment, first_target[user]) for user, moment in placed.items()}
 
 
 @dataclass(frozen=True)
