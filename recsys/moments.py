@@ -76,3 +76,12 @@ class Moments:
             return dict.fromkeys(histories.user_ids, self.now)
         latest = np.asarray([int(ts[-1]) + 1 if len(ts) else self.now for ts in histories.timestamps])
         return dict(zip(histories.user_ids, snap_down(latest, self.grid).tolist(), strict=True))
+
+
+def before_targets(placed: dict[str, int], targets: pl.DataFrame) -> dict[str, int]:
+    """``placed`` moved back to each user's first event of ``targets`` where it lies later. Under the
+    per-user split the events before the cut hold other users' later events, so their "now"
+    (``recommend.as_of: now``) lies after most users' own futures: features as of then would count
+    the very events being predicted (labels in training, the future in evaluation)."""
+    first = dict(targets.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
+    return {user: min(moment, first.get(user, moment)) for user, moment in placed.items()}

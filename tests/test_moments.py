@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from recsys.catalog import Histories, ItemCatalog
-from recsys.moments import Moments, moment_grid, per_user_moments, snap_down
+from recsys.moments import Moments, before_targets, moment_grid, per_user_moments, snap_down
 
 DAY = 86_400
 
@@ -87,3 +87,10 @@ def test_users_ordered_by_moment_then_id(per_user: bool) -> None:
     assert [(placed[user], user) for user in ordered] == sorted((placed[user], user) for user in ordered)
     if not per_user:
         assert ordered == sorted(ordered)
+
+
+def test_a_moment_never_lies_after_the_users_first_target() -> None:
+    targets = pl.DataFrame({"user_id": ["a", "a", "b"], "ts": [50, 30, 200]})
+    placed = {"a": 100, "b": 100, "c": 100}  # c has no target: left where it was
+    assert before_targets(placed, targets) == {"a": 30, "b": 100, "c": 100}
+

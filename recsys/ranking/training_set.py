@@ -16,7 +16,7 @@ import polars as pl
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import RankingConfig
 from recsys.evaluation.metrics import ndcg_at_k, relevance
-from recsys.moments import Moments, per_user_moments
+from recsys.moments import Moments, before_targets, per_user_moments
 from recsys.ranking.cold_slots import label_cold_share
 from recsys.ranking.dask_training import fit_ranker
 from recsys.ranking.ranker import Ranker, average_rankers, ndcg_at
@@ -47,13 +47,9 @@ def _targets(
 ) -> tuple[Histories, dict[str, int]]:
     """Histories of users with target events, and each user's as-of time: where the batch job would
     place them after ``history`` (:class:`~recsys.moments.Moments`), so training mirrors serving, but
-    never after their first target. Under the per-user split ``history`` holds other users' later
-    events, so its "now" (``recommend.as_of: now``) would describe a label user with features that
-    already count their labels."""
+    never after their first target (:func:`~recsys.moments.before_targets`)."""
     histories = _target_histories(history, targets, catalog, max_users, seed)
-    first_target = dict(targets.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
-    placed = Moments.of_events(history, per_user).of(histories)
-    return histories, {user: min(moment, first_target[user]) for user, moment in placed.items()}
+    return histories, before_targets(Moments.of_events(history, per_user).of(histories), targets)
 
 
 @dataclass(frozen=True)

@@ -90,4 +90,8 @@ def test_test_users_are_placed_as_the_batch_job_places_them_and_never_after_thei
     else:  # each after their own latest training event, on the grid of the training data
         assert moments == Moments.of_events(split.train, per_user=True).of(split.histories)
         assert len(set(moments.values())) > 1
-    assert set(split_moments(split, "now").values()) == {split.cutoff or int(split.train["ts"].max()) + 1}
+    now = split.cutoff or int(split.train["ts"].max()) + 1  # "now": the cut, or the training data's end
+    users = split.histories.user_ids
+    assert split_moments(split, "now") == {user: min(now, first_test[user]) for user in users}
+    if protocol == "per_user":  # the training data's end lies after test users' futures: not there
+        assert any(first_test[user] < now for user in users)
