@@ -93,4 +93,3 @@ def test_a_moment_never_lies_after_the_users_first_target() -> None:
     targets = pl.DataFrame({"user_id": ["a", "a", "b"], "ts": [50, 30, 200]})
     placed = {"a": 100, "b": 100, "c": 100}  # c has no target: left where it was
     assert before_targets(placed, targets) == {"a": 30, "b": 100, "c": 100}
-
