@@ -14,6 +14,9 @@ AGE = "_age_s"
 AS_OF = "_as_of"
 NOW = "_now"
 """Column holding the moment a feature is read at (the row's ts offline, ``now`` online)."""
+ITEM_TS = "item_ts"
+"""Optional column of training rows: the moment their item-side state is cut at, at or before the
+row's ts (a nightly push before the user's moment), where the caller places it on a grid of its own."""
 NEVER_DAYS = 3650.0
 """Fill for every days-since feature when there is no such event: ten years, 'never'."""
 EVENT_COLUMNS = (USER_ID, ITEM_ID, TS, WEIGHT, RATING, CATEGORY)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from feature_store.columns import ITEM_TS
 from feature_store.covisit import CovisitPairs, covisit_scores, covisitation_lazy, user_history
 from feature_store.definitions import (
     AGE,
@@ -223,9 +224,18 @@ def _check_rows(rows: pl.DataFrame) -> pl.DataFrame:
     reserved = [column for column in rows.columns if column in (ORDER, NOW, AS_OF, ITEM_AS_OF)]
     if reserved:
         raise FeatureInputError(f"rows: reserved column names {', '.join(reserved)}")
-    return rows.with_columns(
+    rows = rows.with_columns(
         pl.col(USER_ID).cast(pl.String), pl.col(ITEM_ID).cast(pl.String), pl.col(TS).cast(pl.Int64)
     )
+    if ITEM_TS in rows.columns:
+        rows = rows.with_columns(pl.col(ITEM_TS).cast(pl.Int64))
+        late = rows.with_row_index("row").filter(~(pl.col(ITEM_TS) <= pl.col(TS)))
+        if late.height:
+            raise FeatureInputError(
+                f"rows: row {late['row'][0]}: field {ITEM_TS!r} must be a moment at or before {TS!r} "
+                f"(an item's state after the user's moment would see the future); {late.height} such row(s)"
+            )
+    return rows
 
 
 def item_moments(ts: pl.Series, points: int = ITEM_GRID) -> pl.Series:
@@ -257,9 +267,11 @@ def training_frame(
 
     User-side state (the user's own views and recent history) is computed from the user's events
     strictly before the row's ts, for every (user, ts) in one pass; item-side state (item views and
-    co-visitation) as of :func:`item_moments` of the ts: the ts itself for up to :data:`ITEM_GRID`
-    distinct moments, else the grid moment at or before it. So a user's latest events always count,
-    as they do online, where item state comes from the last push and user state is live.
+    co-visitation) as of :func:`item_moments` of the rows' ``item_ts`` when they carry one (the
+    caller's own grid, :data:`~feature_store.columns.ITEM_TS`), else of their ts: the moment itself for
+    up to :data:`ITEM_GRID` distinct moments, else the grid moment at or before it. So a user's latest
+    events always count, as they do online, where item state comes from the last push and user state
+    is live.
     """
     registry = build_registry(config)
     features = registry.resolve(feature_set or default_feature_set(config))
@@ -269,7 +281,9 @@ def training_frame(
     log = interactions if isinstance(interactions, EventLog) else EventLog.of(interactions, items)
     events = log.events.lazy()
     frame = rows.with_row_index(ORDER).with_columns(
-        pl.col(TS).alias(NOW), pl.col(TS).alias(AS_OF), item_moments(rows[TS])
+        pl.col(TS).alias(NOW),
+        pl.col(TS).alias(AS_OF),
+        item_moments(rows[ITEM_TS] if ITEM_TS in rows.columns else rows[TS]),
     )
     per = (USER_ID, AS_OF)
     user_frames = _user_side(events, frame, registry, config)

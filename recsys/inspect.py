@@ -39,7 +39,7 @@ from recsys.ranking.explain import (
 
 if TYPE_CHECKING:
     from recsys.evaluation.protocol import EvalSplit
-    from recsys.moments import Moments
+    from recsys.moments import Moments, UserMoments
     from recsys.recommend import Recommender
     from recsys.run_context import RunContext
 
@@ -158,8 +158,8 @@ class RunInspector:
 
         return batch_moments(self.recommender, self.events)
 
-    def _moment(self, histories: Histories, user_id: str) -> int:
-        return self.moments.of(histories)[user_id]
+    def _moment(self, histories: Histories) -> UserMoments:
+        return self.moments.of(histories)
 
     @cached_property
     def evaluation(self) -> dict[str, Any]:
@@ -172,7 +172,7 @@ class RunInspector:
     def user(self, user_id: str, k: int | None = 20) -> pl.DataFrame:
         """The user's top ``k`` candidates with feature values, ``bias`` and ``contrib_<feature>``."""
         histories = self._histories([user_id])
-        return explain_user(self.recommender, user_id, histories, self._moment(histories, user_id), k)
+        return explain_user(self.recommender, user_id, histories, self._moment(histories), k)
 
     def history(self, user_id: str, n: int = 10) -> pl.DataFrame:
         """The user's ``n`` latest items (newest first) with titles."""
@@ -181,7 +181,7 @@ class RunInspector:
     def item(self, user_id: str, item_id: str) -> ItemExplanation:
         """Why ``item_id`` ranked where it did for ``user_id`` (or why it was not a candidate)."""
         histories = self._histories([user_id])
-        return explain_item(self.recommender, user_id, item_id, histories, self._moment(histories, user_id))
+        return explain_item(self.recommender, user_id, item_id, histories, self._moment(histories))
 
     # -- global views ---------------------------------------------------------------
     def sample_users(self, n: int = SAMPLE_USERS, seed: int = 0) -> list[str]:

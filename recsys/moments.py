@@ -7,14 +7,18 @@ seen years before the data's end is described as of then, as the ranker was trai
 popularity and recency that never applied to them. Batch recommendations and the evaluation take
 their moments from here, so what is evaluated is what ships.
 
-Per-user moments are snapped down to a grid of at most :data:`AS_OF_GRID` moments, quantiles of every
-user's latest event in the data: point-in-time state is computed once per distinct moment, and a
-user's moment depends only on the data, never on which users are scored beside them (chunks, shards
-and a CLI call for one user all agree).
+A per-user moment is exact (just after the user's latest event): the features of the user's own events
+count every one of them, the session they are in included, as online, where user state is live. The
+items' state is read as of a grid point at or before it, as online it comes from the latest push: a
+grid of at most :data:`AS_OF_GRID` moments, quantiles of every user's latest event in the data
+(:class:`UserMoments`), so item-side state is computed once per grid point, and both moments depend
+only on the data, never on which users are scored beside them (chunks, shards and a CLI call for one
+user all agree).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +42,23 @@ def snap_down(moments: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.where(at >= 0, grid[np.maximum(at, 0)], moments)
 
 
+class UserMoments(dict[str, int]):
+    """Each user's moment (what every scoring call takes: user id -> moment) and ``item_grid``, the
+    grid whose point at or before a user's moment their item-side state is read at (None: the moment
+    itself)."""
+
+    def __init__(self, moments: Mapping[str, int], item_grid: np.ndarray | None = None) -> None:
+        super().__init__(moments)
+        self.item_grid = item_grid
+
+
+def item_state_moments(as_of: Mapping[str, int], moments: np.ndarray) -> np.ndarray:
+    """When the items' state is read for users at ``moments`` (placed by ``as_of``): on its
+    :class:`UserMoments` grid, else at the moments themselves."""
+    grid = as_of.item_grid if isinstance(as_of, UserMoments) else None
+    return moments if grid is None else snap_down(moments, grid)
+
+
 def per_user_moments(as_of: AsOf, protocol: str) -> bool:
     """Whether users are described as of their own latest event (``recommend.as_of``; ``auto`` follows
     the split's ``protocol``) rather than as of the common now."""
@@ -47,7 +68,7 @@ def per_user_moments(as_of: AsOf, protocol: str) -> bool:
 @dataclass(frozen=True)
 class Moments:
     """How users of one dataset are placed in time: all at ``now``, or (with a ``grid``) each just
-    after their latest event, snapped down to the grid."""
+    after their latest event, their items' state read on the grid."""
 
     now: int
     grid: np.ndarray | None = None
@@ -60,9 +81,10 @@ class Moments:
         return cls(now, moment_grid(latest) if per_user else None)
 
     def ordered(self, events: pl.DataFrame) -> list[str]:
-        """Every user of ``events`` by moment, then id. Consecutive users share moments, so a batch
-        chunk of them costs a few cuts of the event log instead of one per grid moment, and any
-        slicing of this order (shards, chunks) gives the same users in the same order."""
+        """Every user of ``events`` by the moment their items' state is read at, then id. Consecutive
+        users share it, so a batch chunk of them costs a few cuts of the event log instead of one per
+        grid moment, and any slicing of this order (shards, chunks) gives the same users in the same
+        order."""
         latest = events.group_by("user_id").agg(pl.col("ts").max() + 1)
         if self.grid is None:
             placed = np.full(latest.height, self.now)
@@ -70,18 +92,19 @@ class Moments:
             placed = snap_down(latest["ts"].to_numpy(), self.grid)
         return latest.with_columns(pl.Series("moment", placed)).sort("moment", "user_id")["user_id"].to_list()
 
-    def of(self, histories: Histories) -> dict[str, int]:
+    def of(self, histories: Histories) -> UserMoments:
         """Each user's as-of moment (``now`` for a user without events)."""
         if self.grid is None:
-            return dict.fromkeys(histories.user_ids, self.now)
-        latest = np.asarray([int(ts[-1]) + 1 if len(ts) else self.now for ts in histories.timestamps])
-        return dict(zip(histories.user_ids, snap_down(latest, self.grid).tolist(), strict=True))
+            return UserMoments(dict.fromkeys(histories.user_ids, self.now))
+        latest = [int(ts[-1]) + 1 if len(ts) else self.now for ts in histories.timestamps]
+        return UserMoments(dict(zip(histories.user_ids, latest, strict=True)), self.grid)
 
 
-def before_targets(placed: dict[str, int], targets: pl.DataFrame) -> dict[str, int]:
+def before_targets(placed: Mapping[str, int], targets: pl.DataFrame) -> UserMoments:
     """``placed`` moved back to each user's first event of ``targets`` where it lies later. Under the
     per-user split the events before the cut hold other users' later events, so their "now"
     (``recommend.as_of: now``) lies after most users' own futures: features as of then would count
     the very events being predicted (labels in training, the future in evaluation)."""
     first = dict(targets.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
-    return {user: min(moment, first.get(user, moment)) for user, moment in placed.items()}
+    moved = {user: min(moment, first.get(user, moment)) for user, moment in placed.items()}
+    return UserMoments(moved, placed.item_grid if isinstance(placed, UserMoments) else None)

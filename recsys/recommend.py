@@ -20,6 +20,7 @@ import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import Config
+from recsys.moments import item_state_moments
 from recsys.ranking.cold_slots import lists_with_cold_slots, slot_count, top_with_cold_slots
 from recsys.ranking.features import (
     ITEM_FEATURES,
@@ -215,9 +216,10 @@ class Recommender:
         """Candidates of every user of ``histories`` with all ranking features and, with ``rank``, the
         ranker's score: the one scoring path (batch chunks, evaluation, training sets, online requests).
 
-        ``as_of`` gives, per user, the moment the features describe (strictly earlier events only);
-        ``allowed`` is a boolean mask over the catalog (metadata filters); ``exclude_seen`` overrides the
-        sources' setting (``retrieval.exclude_seen``) for this call.
+        ``as_of`` gives, per user, the moment the features describe (strictly earlier events only;
+        items' state as of its grid when it is a :class:`~recsys.moments.UserMoments`); ``allowed`` is
+        a boolean mask over the catalog (metadata filters); ``exclude_seen`` overrides the sources'
+        setting (``retrieval.exclude_seen``) for this call.
         """
         if rank and self.ranker is None:
             raise RuntimeError("this recommender has no ranker (it only generates candidates)")
@@ -241,7 +243,15 @@ class Recommender:
             ),
             (
                 self.behaviour.names(),
-                behavioural_features(self.behaviour, self.catalog, histories, offsets, items, moments),
+                behavioural_features(
+                    self.behaviour,
+                    self.catalog,
+                    histories,
+                    offsets,
+                    items,
+                    moments,
+                    item_state_moments(as_of, moments),
+                ),
             ),
             (ITEM_FEATURES, item_features(self._created_at, items, moments[candidates.user_rows])),
         ]

@@ -7,7 +7,15 @@ import polars as pl
 import pytest
 
 from recsys.catalog import Histories, ItemCatalog
-from recsys.moments import Moments, before_targets, moment_grid, per_user_moments, snap_down
+from recsys.moments import (
+    Moments,
+    UserMoments,
+    before_targets,
+    item_state_moments,
+    moment_grid,
+    per_user_moments,
+    snap_down,
+)
 
 DAY = 86_400
 
@@ -26,6 +34,12 @@ def _events(users: int = 120, seed: int = 3) -> pl.DataFrame:
 def _histories(events: pl.DataFrame, users: list[str]) -> Histories:
     catalog = ItemCatalog.from_items(events.select("item_id").unique().sort("item_id"))
     return Histories.from_interactions(events, catalog, users=users)
+
+
+def _items_then(placed: UserMoments) -> dict[str, int]:
+    """When each user's items' state is read."""
+    moments = np.asarray(list(placed.values()))
+    return dict(zip(placed, item_state_moments(placed, moments).tolist(), strict=True))
 
 
 @pytest.mark.parametrize(
@@ -68,13 +82,18 @@ def test_per_user_moments_follow_each_users_latest_event_on_a_grid_of_the_data()
     placed = moments.of(_histories(events, [*users, "new-user"]))
     latest = dict(events.group_by("user_id").agg(pl.col("ts").max() + 1).iter_rows())
     assert placed["new-user"] == moments.now
-    assert all(placed[user] <= latest[user] for user in users)
-    assert len({placed[user] for user in users}) > 10  # not everyone at one moment
+    assert all(placed[user] == latest[user] for user in users)  # every event of the user counts
+    items_then = _items_then(placed)
+    assert all(items_then[user] <= placed[user] for user in users)
+    assert set(items_then.values()) <= {*moments.grid.tolist(), moments.now}  # items' state on the grid
+    assert len({items_then[user] for user in users}) > 10  # not everyone at one moment
     newest = max(latest, key=latest.__getitem__)
-    assert placed[newest] == moments.now
-    # a user's moment depends on the data only, not on who is scored beside them (chunks, shards, CLI)
+    assert placed[newest] == items_then[newest] == moments.now
+    # both depend on the data only, not on who is scored beside them (chunks, shards, CLI)
     for user in users[:20]:
-        assert moments.of(_histories(events, [user]))[user] == placed[user]
+        alone = moments.of(_histories(events, [user]))
+        assert alone[user] == placed[user]
+        assert item_state_moments(alone, np.asarray([alone[user]]))[0] == items_then[user]
 
 
 @pytest.mark.parametrize("per_user", [True, False])
@@ -84,12 +103,16 @@ def test_users_ordered_by_moment_then_id(per_user: bool) -> None:
     ordered = moments.ordered(events)
     assert sorted(ordered) == events["user_id"].unique().sort().to_list()
     placed = moments.of(_histories(events, ordered))
-    assert [(placed[user], user) for user in ordered] == sorted((placed[user], user) for user in ordered)
+    items_then = _items_then(placed)
+    assert [(items_then[user], user) for user in ordered] == sorted((items_then[u], u) for u in ordered)
     if not per_user:
         assert ordered == sorted(ordered)
 
 
 def test_a_moment_never_lies_after_the_users_first_target() -> None:
     targets = pl.DataFrame({"user_id": ["a", "a", "b"], "ts": [50, 30, 200]})
-    placed = {"a": 100, "b": 100, "c": 100}  # c has no target: left where it was
-    assert before_targets(placed, targets) == {"a": 30, "b": 100, "c": 100}
+    placed = UserMoments({"a": 100, "b": 100, "c": 100}, np.array([20, 90]))  # c: no target, stays
+    moved = before_targets(placed, targets)
+    assert moved == {"a": 30, "b": 100, "c": 100}
+    assert moved.item_grid is placed.item_grid  # the items' state stays on the data's grid
+    assert item_state_moments(moved, np.array([30, 100])).tolist() == [20, 90]

@@ -21,7 +21,7 @@ from recsys.evaluation.fairness import EXPOSURE_K, ItemGroups, fairness_report
 from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.report import fairness_table, metrics_table, slice_table, write_report
 from recsys.models.category import category_codes
-from recsys.moments import Moments, before_targets, per_user_moments
+from recsys.moments import Moments, UserMoments, before_targets, per_user_moments
 
 if TYPE_CHECKING:
     from recsys.recommend import Recommender
@@ -61,7 +61,7 @@ def candidate_recall(candidates: pl.DataFrame, user_ids: list[str], truths: list
     ]
 
 
-def split_moments(split: EvalSplit, as_of: AsOf) -> dict[str, int]:
+def split_moments(split: EvalSplit, as_of: AsOf) -> UserMoments:
     """Each test user's as-of moment, as the batch job places a user after the training events under
     ``recommend.as_of``: the split's cutoff (global), or just after their own latest training event
     (see :mod:`recsys.moments`); never after their first test event

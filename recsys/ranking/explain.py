@@ -10,12 +10,14 @@ Used by ``recsys inspect``, the HTML report and the HTTP API's ``explain=true``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from recsys.catalog import Histories
+from recsys.moments import UserMoments
 from recsys.ranking.ranker import Ranker
 from recsys.recommend import Recommender, top_k
 
@@ -64,11 +66,15 @@ def _titled(recommender: Recommender, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.join(recommender.items.select("item_id", "title"), on="item_id", how="left")
 
 
+def _placed(user_id: str, as_of: int | UserMoments) -> Mapping[str, int]:
+    return as_of if isinstance(as_of, UserMoments) else {user_id: as_of}
+
+
 def explain_user(
     recommender: Recommender,
     user_id: str,
     histories: Histories,
-    as_of: int,
+    as_of: int | UserMoments,
     k: int | None = 20,
     allowed: np.ndarray | None = None,
 ) -> pl.DataFrame:
@@ -78,10 +84,12 @@ def explain_user(
 
     Columns: user_id, rank, item_id, title, score, sources, every ranking feature's value,
     ``bias`` and ``contrib_<feature>`` for each feature; per row, bias + contributions == score.
-    ``as_of`` is the moment the features describe (events strictly before it count).
+    ``as_of`` is the moment the features describe (events strictly before it count), or where the
+    batch job places the user (:class:`~recsys.moments.UserMoments`: the items' state on its grid).
     """
     ranker = _require_ranker(recommender)
-    scored = recommender.scored_candidates(user_histories(histories, user_id), {user_id: as_of}, allowed)
+    history = user_histories(histories, user_id)
+    scored = recommender.scored_candidates(history, _placed(user_id, as_of), allowed)
     ranked = top_k(scored, scored.height) if k is None else recommender.top_k(scored, k)
     explained = _titled(recommender, with_contributions(ranker, ranked)).rename({"ts": "as_of"})
     leading = ["user_id", "rank", "item_id", "title", "score", "sources"]
@@ -220,7 +228,7 @@ def explain_item(
     user_id: str,
     item_id: str,
     histories: Histories,
-    as_of: int,
+    as_of: int | UserMoments,
     allowed: np.ndarray | None = None,
 ) -> ItemExplanation:
     """Why ``item_id`` ranked where it did for ``user_id``, compared with the user's average candidate;
@@ -241,7 +249,7 @@ def explain_item(
     if allowed is not None and not allowed[item_idx]:
         return ItemExplanation(user_id, item_id, FILTERED, "excluded by the request's item filter", 0)
 
-    scored = recommender.scored_candidates(history, {user_id: as_of}, allowed)
+    scored = recommender.scored_candidates(history, _placed(user_id, as_of), allowed)
     explained = with_contributions(ranker, top_k(scored, scored.height))
     mean_score = float(explained["score"].mean()) if explained.height else None  # type: ignore[arg-type]
     row = explained.filter(pl.col("item_id") == item_id)

@@ -13,6 +13,7 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
+from feature_store.columns import ITEM_TS
 from recsys.catalog import Histories, ItemCatalog
 from recsys.embeddings import user_vectors_from_history
 from recsys.ranking.behaviour import OnlineBehaviour
@@ -29,7 +30,8 @@ class BehaviouralFeatures(Protocol):
     def names(self) -> list[str]: ...
 
     def features(self, rows: pl.DataFrame) -> pl.DataFrame:
-        """``rows`` (user_id, item_id, ts) in the same order, plus one column per feature."""
+        """``rows`` (user_id, item_id, ts, and optionally ``item_ts``: when the items' state is read,
+        :data:`~feature_store.columns.ITEM_TS`) in the same order, plus one column per feature."""
         ...
 
 
@@ -63,11 +65,14 @@ def behavioural_features(
     offsets: np.ndarray,
     items: np.ndarray,
     as_of: np.ndarray,
+    item_as_of: np.ndarray,
 ) -> np.ndarray:
-    """[candidates, features] float64 in ``behaviour.names()`` order, each user's as of ``as_of[u]``.
+    """[candidates, features] float64 in ``behaviour.names()`` order, each user's as of ``as_of[u]``,
+    the items' state (offline) as of ``item_as_of[u]`` (at or before it).
 
-    The online store is read per user (:meth:`OnlineBehaviour.user_features`, arrays); the offline
-    provider computes the whole batch point in time in one call (its cost is per call, not per row).
+    The online store is read per user (:meth:`OnlineBehaviour.user_features`, arrays: item state is
+    the latest push's); the offline provider computes the whole batch point in time in one call (its
+    cost is per call, not per row).
     """
     names = behaviour.names()
     if isinstance(behaviour, OnlineBehaviour):
@@ -85,8 +90,9 @@ def behavioural_features(
             "user_id": np.asarray(histories.user_ids, dtype=object)[user_rows].tolist(),
             "item_id": catalog.ids[items].tolist(),
             "ts": as_of[user_rows],
+            ITEM_TS: item_as_of[user_rows],
         },
-        schema={"user_id": pl.String, "item_id": pl.String, "ts": pl.Int64},
+        schema={"user_id": pl.String, "item_id": pl.String, "ts": pl.Int64, ITEM_TS: pl.Int64},
     )
     frame = behaviour.features(rows)
     return frame.select(pl.col(name).cast(pl.Float64) for name in names).to_numpy().reshape(len(items), -1)

@@ -16,7 +16,7 @@ import polars as pl
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import RankingConfig
 from recsys.evaluation.metrics import ndcg_at_k, relevance
-from recsys.moments import Moments, before_targets, per_user_moments
+from recsys.moments import Moments, UserMoments, before_targets, per_user_moments
 from recsys.ranking.cold_slots import label_cold_share
 from recsys.ranking.dask_training import fit_ranker
 from recsys.ranking.ranker import Ranker, average_rankers, ndcg_at
@@ -44,7 +44,7 @@ def _targets(
     max_users: int | None,
     seed: int,
     per_user: bool,
-) -> tuple[Histories, dict[str, int]]:
+) -> tuple[Histories, UserMoments]:
     """Histories of users with target events, and each user's as-of time: where the batch job would
     place them after ``history`` (:class:`~recsys.moments.Moments`), so training mirrors serving, but
     never after their first target (:func:`~recsys.moments.before_targets`)."""

@@ -11,6 +11,7 @@ import pytest
 from fs_logs import DAY, make_log
 from polars.testing import assert_frame_equal
 
+from feature_store.columns import ITEM_TS
 from feature_store.covisit import CovisitPairs, covisitation, covisitation_lazy
 from feature_store.offline import (
     ITEM_GRID,
@@ -170,6 +171,31 @@ def test_many_moments_cut_user_state_exactly_and_item_state_on_the_grid() -> Non
                 assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
             elif name.startswith("item_") and not name.startswith(("item_days_since", "item_events_")):
                 assert row[name] == pytest.approx(gridded[name], rel=1e-9, abs=1e-12), name
+
+
+def test_rows_that_say_when_their_items_state_is_read_get_it_then() -> None:
+    """``item_ts`` (the caller's grid, a push before the user's moment): item features as of it, the
+    user's own as of the row's ts; the same rows without it read both at the ts."""
+    catalog, log = make_log(5)
+    rows = random_rows(log, 5, n=12)
+    earlier = rows.with_columns((pl.col("ts") - 3 * DAY).clip(lower_bound=0).alias(ITEM_TS))
+    frame = training_frame(earlier, log, catalog, CONFIG)
+    assert frame.columns == [*earlier.columns, *DEFAULT_FEATURE_SET.features]
+    for row in frame.iter_rows(named=True):
+        exact = brute_force(log, catalog, row["user_id"], row["item_id"], row["ts"])
+        pushed = brute_force(log, catalog, row["user_id"], row["item_id"], row[ITEM_TS])
+        for name, value in exact.items():
+            if name.startswith(("user_", "ui_")):
+                assert row[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+            elif name in ("item_events_all", "item_unique_users", "item_mean_rating", "item_mean_weight"):
+                assert row[name] == pytest.approx(pushed[name], rel=1e-9, abs=1e-12), name
+    same = training_frame(rows.with_columns(pl.col("ts").alias(ITEM_TS)), log, catalog, CONFIG)
+    assert_frame_equal(same.drop(ITEM_TS), training_frame(rows, log, catalog, CONFIG), check_exact=True)
+    late = rows.with_columns(pl.col("ts").alias(ITEM_TS)).with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.col("ts") + 1).otherwise(pl.col("ts")).alias(ITEM_TS)
+    )
+    with pytest.raises(FeatureInputError, match="row 3: field 'item_ts'"):
+        training_frame(late, log, catalog, CONFIG)
 
 
 def test_one_cutoff_for_many_rows_equals_rows_one_by_one() -> None:

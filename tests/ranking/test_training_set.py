@@ -17,7 +17,7 @@ from recsys.data.demo import DemoSpec, write_demo
 from recsys.data.splits import global_split, per_user_split, time_at_share
 from recsys.models.category import CategoryScorer, category_codes
 from recsys.models.popularity import PopularityScorer
-from recsys.moments import Moments
+from recsys.moments import Moments, snap_down
 from recsys.ranking.behaviour import OfflineBehaviour
 from recsys.ranking.training_set import (
     ensemble_size,
@@ -118,6 +118,29 @@ def test_label_users_are_placed_where_the_batch_job_would_place_them(tmp_path: P
     assert placed == Moments.of_events(history, per_user=protocol == "per_user").of(histories)
     if protocol == "global":  # everyone at the end of the history, as the batch job's now
         assert set(placed.values()) == {int(history["ts"].max()) + 1}
+
+
+def test_a_label_users_own_events_all_count_and_the_items_are_read_on_the_grid(tmp_path: Path) -> None:
+    """Per-user moments: the user's features count every event of theirs (the session they are in,
+    which the next events continue), the items' state is read at the grid point before (a push)."""
+    retrieval = {"sources": ["popular"], "per_source_k": CANDIDATES_K}
+    config = Config.model_validate({"split": {"protocol": "per_user"}, "retrieval": retrieval})
+    recommender, events = _popular_recommender(tmp_path, config)
+    history, targets = per_user_split(events, 0.2, 5)
+    frame = labelled_candidates(recommender, history, targets, None, seed=0)
+    own = dict(history.group_by("user_id").len().iter_rows())
+    counted = dict(frame.group_by("user_id").agg(pl.col("user_events_all").first()).iter_rows())
+    assert counted == {user: own[user] for user in counted}
+    grid = Moments.of_events(history, per_user=True).grid
+    assert grid is not None
+    rows = frame.select("user_id", "item_id", "ts", "item_events_all").unique().sort("user_id", "item_id")
+    items_then = snap_down(rows["ts"].to_numpy(), grid)
+    assert (items_then < rows["ts"].to_numpy()).sum() > rows.height // 2  # the grid lies before most
+    expected = [
+        events.filter((pl.col("item_id") == item) & (pl.col("ts") < then)).height
+        for item, then in zip(rows["item_id"], items_then, strict=True)
+    ]
+    assert rows["item_events_all"].to_list() == expected
 
 
 def test_label_users_are_never_described_after_their_first_label(tmp_path: Path) -> None:
