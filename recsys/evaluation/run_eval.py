@@ -21,7 +21,7 @@ from recsys.evaluation.fairness import EXPOSURE_K, ItemGroups, fairness_report
 from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.report import fairness_table, metrics_table, slice_table, write_report
 from recsys.models.category import category_codes
-from recsys.moments import Moments, UserMoments, before_targets, per_user_moments
+from recsys.moments import Moments, UserMoments, before_targets, item_state_moments, per_user_moments
 
 if TYPE_CHECKING:
     from recsys.recommend import Recommender
@@ -77,20 +77,21 @@ def evaluate_recommender(
     """recsys and each of its candidate sources alone, plus the candidate union's recall and the lists.
 
     Test users are scored ``chunk_users`` at a time: memory is bounded by the chunk, not the split.
-    Chunks take users in the order of their moments: point-in-time item state is computed per moment
-    in a chunk, so a chunk of users at few moments costs a few cuts of the event log, not one per
+    Chunks take users in the order of their items' moments: point-in-time item state is computed per
+    moment in a chunk, so a chunk of users at few moments costs a few cuts of the event log, not one per
     grid moment (a user's answer does not depend on the users scored beside it).
     """
     as_of = split_moments(split, recommender.config.recommend.as_of)
     users = split.histories.user_ids
     k = max(ks)
-    by_moment = np.argsort(np.asarray([as_of[user] for user in users], dtype=np.int64), kind="stable")
+    moments = np.asarray([as_of[user] for user in users], dtype=np.int64)
+    by_moment = np.argsort(item_state_moments(as_of, moments), kind="stable")
     topk = np.full((len(users), k), -1, dtype=np.int64)
     recall, candidates = [], 0
     for start in range(0, len(users), chunk_users):
         rows = by_moment[start : start + chunk_users].tolist()
         chunk = split.histories.take(rows)
-        scored = recommender.scored_candidates(chunk, {user: as_of[user] for user in chunk.user_ids})
+        scored = recommender.scored_candidates(chunk, as_of)
         topk[rows] = topk_matrix(recommender.top_k(scored, k), chunk.user_ids, k)
         recall += candidate_recall(scored, chunk.user_ids, [split.test_items[row] for row in rows])
         candidates += scored.height
