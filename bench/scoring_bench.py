@@ -39,6 +39,7 @@ def main() -> None:
     from recsys.artifacts import RunStore
     from recsys.assemble import load_recommender
     from recsys.catalog import Histories
+    from recsys.moments import UserMoments
     from recsys.ranking.behaviour import OnlineBehaviour
     from serving.state import ensure_published
 
@@ -105,7 +106,7 @@ def main() -> None:
     chunk_users = recommender.config.recommend.chunk_users
     started, started_cpu, rows_out = time.perf_counter(), time.process_time(), 0
     for chunk in batch.chunks(chunk_users):
-        rows_out += recommender.recommend(chunk, dict.fromkeys(chunk.user_ids, now), args.batch_k).height
+        rows_out += recommender.recommend(chunk, UserMoments.at(chunk.user_ids, now), args.batch_k).height
     wall, batch_cpu = time.perf_counter() - started, time.process_time() - started_cpu
     results["batch"] = {
         "users": len(batch),

@@ -18,7 +18,7 @@ user all agree).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,21 +42,35 @@ def snap_down(moments: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.where(at >= 0, grid[np.maximum(at, 0)], moments)
 
 
-class UserMoments(dict[str, int]):
-    """Each user's moment (what every scoring call takes: user id -> moment) and ``item_grid``, the
-    grid whose point at or before a user's moment their item-side state is read at (None: the moment
-    itself)."""
+@dataclass(frozen=True, eq=False)
+class UserMoments:
+    """Where scored users stand in time, what every scoring call takes: each user's moment (their own
+    events strictly before it count) and ``item_grid``, the grid whose point at or before that moment
+    their items' state is read at (None: at the moment itself).
 
-    def __init__(self, moments: Mapping[str, int], item_grid: np.ndarray | None = None) -> None:
-        super().__init__(moments)
-        self.item_grid = item_grid
+    Not a dict: a copy of the moments alone would read the items' state at other moments (a batch
+    chunk's own grid) and make a user's answer depend on who is scored beside them.
+    """
 
+    moments: Mapping[str, int]
+    item_grid: np.ndarray | None = None
 
-def item_state_moments(as_of: Mapping[str, int], moments: np.ndarray) -> np.ndarray:
-    """When the items' state is read for users at ``moments`` (placed by ``as_of``): on its
-    :class:`UserMoments` grid, else at the moments themselves."""
-    grid = as_of.item_grid if isinstance(as_of, UserMoments) else None
-    return moments if grid is None else snap_down(moments, grid)
+    @classmethod
+    def at(cls, user_ids: Iterable[str], moment: int) -> UserMoments:
+        """Every user at one ``moment``, their items' state read then too (a global "now"; online)."""
+        return cls(dict.fromkeys(user_ids, moment))
+
+    def __getitem__(self, user_id: str) -> int:
+        return self.moments[user_id]
+
+    def arrays(self, user_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The moments of ``user_ids`` and the moments their items' state is read at (int64, in
+        order); a user without a moment is refused."""
+        missing = [user for user in user_ids if user not in self.moments]
+        if missing:
+            raise ValueError(f"no moment for {len(missing)} user(s), e.g. {missing[0]!r}")
+        moments = np.asarray([self.moments[user] for user in user_ids], dtype=np.int64)
+        return moments, moments if self.item_grid is None else snap_down(moments, self.item_grid)
 
 
 def per_user_moments(as_of: AsOf, protocol: str) -> bool:
@@ -95,16 +109,16 @@ class Moments:
     def of(self, histories: Histories) -> UserMoments:
         """Each user's as-of moment (``now`` for a user without events)."""
         if self.grid is None:
-            return UserMoments(dict.fromkeys(histories.user_ids, self.now))
+            return UserMoments.at(histories.user_ids, self.now)
         latest = [int(ts[-1]) + 1 if len(ts) else self.now for ts in histories.timestamps]
         return UserMoments(dict(zip(histories.user_ids, latest, strict=True)), self.grid)
 
 
-def before_targets(placed: Mapping[str, int], targets: pl.DataFrame) -> UserMoments:
+def before_targets(placed: UserMoments, targets: pl.DataFrame) -> UserMoments:
     """``placed`` moved back to each user's first event of ``targets`` where it lies later. Under the
     per-user split the events before the cut hold other users' later events, so their "now"
     (``recommend.as_of: now``) lies after most users' own futures: features as of then would count
     the very events being predicted (labels in training, the future in evaluation)."""
     first = dict(targets.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
-    moved = {user: min(moment, first.get(user, moment)) for user, moment in placed.items()}
-    return UserMoments(moved, placed.item_grid if isinstance(placed, UserMoments) else None)
+    moved = {user: min(moment, first.get(user, moment)) for user, moment in placed.moments.items()}
+    return UserMoments(moved, placed.item_grid)

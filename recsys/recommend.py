@@ -11,7 +11,6 @@ for them, and the answer is flagged ``fallback``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,7 +19,7 @@ import polars as pl
 
 from recsys.catalog import Histories, ItemCatalog
 from recsys.config import Config
-from recsys.moments import item_state_moments
+from recsys.moments import UserMoments
 from recsys.ranking.cold_slots import lists_with_cold_slots, slot_count, top_with_cold_slots
 from recsys.ranking.features import (
     ITEM_FEATURES,
@@ -208,7 +207,7 @@ class Recommender:
     def score_users(
         self,
         histories: Histories,
-        as_of: Mapping[str, int],
+        as_of: UserMoments,
         allowed: np.ndarray | None = None,
         exclude_seen: bool | None = None,
         rank: bool = True,
@@ -216,21 +215,18 @@ class Recommender:
         """Candidates of every user of ``histories`` with all ranking features and, with ``rank``, the
         ranker's score: the one scoring path (batch chunks, evaluation, training sets, online requests).
 
-        ``as_of`` gives, per user, the moment the features describe (strictly earlier events only;
-        items' state as of its grid when it is a :class:`~recsys.moments.UserMoments`); ``allowed`` is
+        ``as_of`` places the users in time (:class:`~recsys.moments.UserMoments`: the moment their
+        features describe, strictly earlier events only, and when their items' state is read); ``allowed`` is
         a boolean mask over the catalog (metadata filters); ``exclude_seen`` overrides the sources'
         setting (``retrieval.exclude_seen``) for this call.
         """
         if rank and self.ranker is None:
             raise RuntimeError("this recommender has no ranker (it only generates candidates)")
-        missing = [user for user in histories.user_ids if user not in as_of]
-        if missing:
-            raise ValueError(f"as_of has no moment for {len(missing)} user(s), e.g. {missing[0]!r}")
         retrieval = self.config.retrieval
         candidates = blend(
             self.sources, histories, retrieval.per_source_k, retrieval.candidates_k, allowed, exclude_seen
         )
-        moments = np.asarray([as_of[user] for user in histories.user_ids], dtype=np.int64)
+        moments, item_moments = as_of.arrays(histories.user_ids)
         offsets, items = candidates.offsets, candidates.items
         # every feature group: its names and its [candidates, names] values (a new feature is one entry)
         groups = [
@@ -250,7 +246,7 @@ class Recommender:
                     offsets,
                     items,
                     moments,
-                    item_state_moments(as_of, moments),
+                    item_moments,
                 ),
             ),
             (ITEM_FEATURES, item_features(self._created_at, items, moments[candidates.user_rows])),
@@ -291,22 +287,23 @@ class Recommender:
         """:meth:`score_users` for the one user of ``histories`` (the online path)."""
         if len(histories) != 1:
             raise ValueError(f"score_user takes one user's history, got {len(histories)}")
-        return self.score_users(histories, {histories.user_ids[0]: as_of}, allowed, exclude_seen).user(0)
+        placed = UserMoments.at(histories.user_ids, as_of)
+        return self.score_users(histories, placed, allowed, exclude_seen).user(0)
 
     def candidate_features(
-        self, histories: Histories, as_of: Mapping[str, int], allowed: np.ndarray | None = None
+        self, histories: Histories, as_of: UserMoments, allowed: np.ndarray | None = None
     ) -> pl.DataFrame:
         """Every candidate of every user with all ranking features (no ranker needed: used to train it)."""
         return self.score_users(histories, as_of, allowed, rank=False).frame()
 
     def scored_candidates(
-        self, histories: Histories, as_of: Mapping[str, int], allowed: np.ndarray | None = None
+        self, histories: Histories, as_of: UserMoments, allowed: np.ndarray | None = None
     ) -> pl.DataFrame:
         """:meth:`candidate_features` plus the ranker's ``score``."""
         return self.score_users(histories, as_of, allowed).frame()
 
     def recommend(
-        self, histories: Histories, as_of: Mapping[str, int], k: int, allowed: np.ndarray | None = None
+        self, histories: Histories, as_of: UserMoments, k: int, allowed: np.ndarray | None = None
     ) -> pl.DataFrame:
         """Top ``k`` per user, sorted by user id: user_id, item_id, rank (1..k), score, sources, fallback."""
         scored = self.score_users(histories, as_of, allowed)

@@ -11,7 +11,6 @@ from recsys.moments import (
     Moments,
     UserMoments,
     before_targets,
-    item_state_moments,
     moment_grid,
     per_user_moments,
     snap_down,
@@ -38,8 +37,8 @@ def _histories(events: pl.DataFrame, users: list[str]) -> Histories:
 
 def _items_then(placed: UserMoments) -> dict[str, int]:
     """When each user's items' state is read."""
-    moments = np.asarray(list(placed.values()))
-    return dict(zip(placed, item_state_moments(placed, moments).tolist(), strict=True))
+    users = list(placed.moments)
+    return dict(zip(users, placed.arrays(users)[1].tolist(), strict=True))
 
 
 @pytest.mark.parametrize(
@@ -70,8 +69,10 @@ def test_everyone_at_now_unless_per_user() -> None:
     users = events["user_id"].unique().sort().to_list()
     moments = Moments.of_events(events, per_user=False)
     assert moments.now == int(events["ts"].max()) + 1
-    assert set(moments.of(_histories(events, users)).values()) == {moments.now}
-    assert set(Moments.of_events(events, False, now=123).of(_histories(events, users)).values()) == {123}
+    placed = moments.of(_histories(events, users))
+    assert set(placed.moments.values()) == set(_items_then(placed).values()) == {moments.now}
+    earlier = Moments.of_events(events, False, now=123).of(_histories(events, users))
+    assert set(earlier.moments.values()) == {123}
 
 
 def test_per_user_moments_follow_each_users_latest_event_on_a_grid_of_the_data() -> None:
@@ -93,7 +94,7 @@ def test_per_user_moments_follow_each_users_latest_event_on_a_grid_of_the_data()
     for user in users[:20]:
         alone = moments.of(_histories(events, [user]))
         assert alone[user] == placed[user]
-        assert item_state_moments(alone, np.asarray([alone[user]]))[0] == items_then[user]
+        assert alone.arrays([user])[1][0] == items_then[user]
 
 
 @pytest.mark.parametrize("per_user", [True, False])
@@ -113,6 +114,22 @@ def test_a_moment_never_lies_after_the_users_first_target() -> None:
     targets = pl.DataFrame({"user_id": ["a", "a", "b"], "ts": [50, 30, 200]})
     placed = UserMoments({"a": 100, "b": 100, "c": 100}, np.array([20, 90]))  # c: no target, stays
     moved = before_targets(placed, targets)
-    assert moved == {"a": 30, "b": 100, "c": 100}
+    assert dict(moved.moments) == {"a": 30, "b": 100, "c": 100}
     assert moved.item_grid is placed.item_grid  # the items' state stays on the data's grid
-    assert item_state_moments(moved, np.array([30, 100])).tolist() == [20, 90]
+    assert moved.arrays(["a", "b"])[1].tolist() == [20, 90]
+
+
+def test_any_subset_of_the_users_reads_the_items_state_where_all_of_them_do() -> None:
+    """A batch chunk, a shard or one request gets the moments the whole placement gives its users."""
+    events = _events()
+    users = events["user_id"].unique().sort().to_list()
+    placed = Moments.of_events(events, per_user=True).of(_histories(events, users))
+    moments, items_then = placed.arrays(users)
+    for chunk in (users[:7], users[50:53], users[::-9]):
+        at = [users.index(user) for user in chunk]
+        chunk_moments, chunk_items_then = placed.arrays(chunk)
+        assert chunk_moments.tolist() == moments[at].tolist()
+        assert chunk_items_then.tolist() == items_then[at].tolist()
+    assert UserMoments.at(["a", "b"], 77).arrays(["b"])[1].tolist() == [77]  # no grid: the moment itself
+    with pytest.raises(ValueError, match="'nobody'"):
+        placed.arrays([users[0], "nobody"])

@@ -17,6 +17,7 @@ from recsys.cli import app
 from recsys.config import load_config
 from recsys.data.demo import DemoSpec, write_demo
 from recsys.device import machine_facts
+from recsys.moments import UserMoments
 from recsys.pipeline import STAGES, run_pipeline
 from recsys.ranking.ranker import Ranker
 from recsys.run_context import RunContext
@@ -175,7 +176,7 @@ def test_the_cli_answers_as_the_shipped_batch_file_and_can_place_users_at_now(
     events = pl.read_parquet(run_dir / "data" / "interactions.parquet")
     histories = Histories.from_interactions(events, recommender.catalog, users=users)
     now = int(events["ts"].max()) + 1  # type: ignore[arg-type]
-    at_now = recommender.recommend(histories, dict.fromkeys(users, now), 10)
+    at_now = recommender.recommend(histories, UserMoments.at(users, now), 10)
     now_lists = cli_batch("--as-of", "now")
     assert_frame_equal(now_lists, at_now.select("user_id", "item_id", "rank").sort("user_id", "rank"))
     assert not now_lists.equals(expected.sort("user_id", "rank"))  # where users are placed matters

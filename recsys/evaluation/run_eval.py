@@ -21,7 +21,7 @@ from recsys.evaluation.fairness import EXPOSURE_K, ItemGroups, fairness_report
 from recsys.evaluation.protocol import EvalSplit, evaluate_topk, make_split, run_baselines
 from recsys.evaluation.report import fairness_table, metrics_table, slice_table, write_report
 from recsys.models.category import category_codes
-from recsys.moments import Moments, UserMoments, before_targets, item_state_moments, per_user_moments
+from recsys.moments import Moments, UserMoments, before_targets, per_user_moments
 
 if TYPE_CHECKING:
     from recsys.recommend import Recommender
@@ -84,8 +84,7 @@ def evaluate_recommender(
     as_of = split_moments(split, recommender.config.recommend.as_of)
     users = split.histories.user_ids
     k = max(ks)
-    moments = np.asarray([as_of[user] for user in users], dtype=np.int64)
-    by_moment = np.argsort(item_state_moments(as_of, moments), kind="stable")
+    by_moment = np.argsort(as_of.arrays(users)[1], kind="stable")
     topk = np.full((len(users), k), -1, dtype=np.int64)
     recall, candidates = [], 0
     for start in range(0, len(users), chunk_users):

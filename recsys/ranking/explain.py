@@ -10,7 +10,6 @@ Used by ``recsys inspect``, the HTML report and the HTTP API's ``explain=true``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,8 +65,8 @@ def _titled(recommender: Recommender, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.join(recommender.items.select("item_id", "title"), on="item_id", how="left")
 
 
-def _placed(user_id: str, as_of: int | UserMoments) -> Mapping[str, int]:
-    return as_of if isinstance(as_of, UserMoments) else {user_id: as_of}
+def _placed(user_id: str, as_of: int | UserMoments) -> UserMoments:
+    return as_of if isinstance(as_of, UserMoments) else UserMoments.at([user_id], as_of)
 
 
 def explain_user(

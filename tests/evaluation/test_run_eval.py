@@ -86,12 +86,14 @@ def test_test_users_are_placed_as_the_batch_job_places_them_and_never_after_thei
     first_test = dict(split.test.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
     assert all(moments[user] <= first_test[user] for user in split.histories.user_ids)
     if protocol == "global":  # everyone at the cut, as the nightly job's batch describes them
-        assert set(moments.values()) == {split.cutoff}
+        assert set(moments.moments.values()) == {split.cutoff}
     else:  # each after their own latest training event, on the grid of the training data
-        assert moments == Moments.of_events(split.train, per_user=True).of(split.histories)
-        assert len(set(moments.values())) > 1
+        placed = Moments.of_events(split.train, per_user=True).of(split.histories)
+        assert dict(moments.moments) == dict(placed.moments)
+        assert placed.item_grid is not None and np.array_equal(moments.item_grid, placed.item_grid)
+        assert len(set(moments.moments.values())) > 1
     now = split.cutoff or int(split.train["ts"].max()) + 1  # "now": the cut, or the training data's end
     users = split.histories.user_ids
-    assert split_moments(split, "now") == {user: min(now, first_test[user]) for user in users}
+    assert dict(split_moments(split, "now").moments) == {user: min(now, first_test[user]) for user in users}
     if protocol == "per_user":  # the training data's end lies after test users' futures: not there
         assert any(first_test[user] < now for user in users)

@@ -15,6 +15,7 @@ from recsys.data.demo import DemoSpec, write_demo
 from recsys.data.splits import global_split, time_at_share
 from recsys.models.covisit import CovisitScorer
 from recsys.models.popularity import PopularityScorer
+from recsys.moments import UserMoments
 from recsys.ranking.behaviour import OfflineBehaviour
 from recsys.ranking.explain import (
     BIAS,
@@ -93,7 +94,7 @@ def test_contributions_add_up_and_match_recommend(setup: tuple[Recommender, Hist
     assert explained["score"].is_sorted(descending=True)
     assert set(features) <= set(explained.columns) and explained["title"].null_count() == 0
 
-    recs = recommender.recommend(histories, {u: now for u in histories.user_ids}, 10)
+    recs = recommender.recommend(histories, UserMoments.at(histories.user_ids, now), 10)
     mine = recs.filter(pl.col("user_id") == user).sort("rank")
     assert mine["item_id"].to_list() == explained["item_id"].to_list()
     np.testing.assert_allclose(mine["score"].to_numpy(), explained["score"].to_numpy())

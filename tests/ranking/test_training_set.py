@@ -115,7 +115,7 @@ def test_label_users_are_placed_where_the_batch_job_would_place_them(tmp_path: P
     first_target = dict(targets.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
     assert placed and all(placed[user] <= first_target[user] for user in placed)  # never after the future
     histories = Histories.from_interactions(history, recommender.catalog, users=sorted(placed))
-    assert placed == Moments.of_events(history, per_user=protocol == "per_user").of(histories)
+    assert placed == dict(Moments.of_events(history, per_user=protocol == "per_user").of(histories).moments)
     if protocol == "global":  # everyone at the end of the history, as the batch job's now
         assert set(placed.values()) == {int(history["ts"].max()) + 1}
 

@@ -10,6 +10,7 @@ from srv_helpers import TinyRun
 from feature_store.online import open_online_store
 from recsys.assemble import load_recommender
 from recsys.catalog import Histories
+from recsys.moments import UserMoments
 from recsys.online_publish import publish_to_online
 from recsys.ranking.behaviour import OnlineBehaviour
 
@@ -32,7 +33,7 @@ def test_batch_and_online_lists_keep_the_same_cold_places(runs_copy: TinyRun) ->
     users = events["user_id"].unique().sort().to_list()[:15]
     histories = Histories.from_interactions(events, recommender.catalog, users=users)
     k = 20
-    batch = recommender.recommend(histories, dict.fromkeys(users, now), k)
+    batch = recommender.recommend(histories, UserMoments.at(users, now), k)
     for row, user in enumerate(users):
         one = Histories([user], [histories.items[row]], [histories.timestamps[row]])
         fast = recommender.score_user(one, now)

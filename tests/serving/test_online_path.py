@@ -14,6 +14,7 @@ from feature_store.offline import training_frame
 from feature_store.online import get_online_features, get_recommendations, open_online_store
 from recsys.assemble import load_recommender
 from recsys.catalog import Histories
+from recsys.moments import UserMoments
 from recsys.online_publish import publish_to_online
 from recsys.ranking.behaviour import OnlineBehaviour
 from recsys.recommend import Recommender
@@ -73,7 +74,7 @@ def test_score_user_equals_the_batch_path(runs_copy: TinyRun) -> None:
     recommender.behaviour = OnlineBehaviour(store, recommender.items, recommender.config.features)
     users = [*events["user_id"].unique().sort().to_list()[:25], "nobody"]
     histories = Histories.from_interactions(events, recommender.catalog, users=users)
-    moments = dict.fromkeys(users, now)
+    moments = UserMoments.at(users, now)
     allowed = np.zeros(len(recommender.catalog), dtype=bool)
     allowed[::3] = True
     for mask in (None, allowed):
@@ -114,10 +115,10 @@ def test_online_and_offline_features_give_the_same_top_k(runs_copy: TinyRun) -> 
     publish_to_online(run_dir, recommender.config)
     users = events["user_id"].unique().sort().to_list()[:20]
     histories = Histories.from_interactions(events, recommender.catalog, users=users)
-    offline = recommender.recommend(histories, dict.fromkeys(users, now), 10)
+    offline = recommender.recommend(histories, UserMoments.at(users, now), 10)
     store = open_online_store(recommender.config.features, runs_copy.runs_dir)
     recommender.behaviour = OnlineBehaviour(store, recommender.items, recommender.config.features)
-    online = recommender.recommend(histories, dict.fromkeys(users, now), 10)
+    online = recommender.recommend(histories, UserMoments.at(users, now), 10)
     store.close()
     assert online["item_id"].to_list() == offline["item_id"].to_list()
     np.testing.assert_allclose(online["score"].to_numpy(), offline["score"].to_numpy(), rtol=1e-9)
