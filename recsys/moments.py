@@ -60,9 +60,6 @@ class UserMoments:
         """Every user at one ``moment``, their items' state read then too (a global "now"; online)."""
         return cls(dict.fromkeys(user_ids, moment))
 
-    def __getitem__(self, user_id: str) -> int:
-        return self.moments[user_id]
-
     def arrays(self, user_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The moments of ``user_ids`` and the moments their items' state is read at (int64, in
         order); a user without a moment is refused."""

@@ -82,18 +82,18 @@ def test_per_user_moments_follow_each_users_latest_event_on_a_grid_of_the_data()
     assert moments.grid is not None and len(moments.grid) <= 48
     placed = moments.of(_histories(events, [*users, "new-user"]))
     latest = dict(events.group_by("user_id").agg(pl.col("ts").max() + 1).iter_rows())
-    assert placed["new-user"] == moments.now
-    assert all(placed[user] == latest[user] for user in users)  # every event of the user counts
+    assert placed.moments["new-user"] == moments.now
+    assert all(placed.moments[user] == latest[user] for user in users)  # every event of the user counts
     items_then = _items_then(placed)
-    assert all(items_then[user] <= placed[user] for user in users)
+    assert all(items_then[user] <= placed.moments[user] for user in users)
     assert set(items_then.values()) <= {*moments.grid.tolist(), moments.now}  # items' state on the grid
     assert len({items_then[user] for user in users}) > 10  # not everyone at one moment
     newest = max(latest, key=latest.__getitem__)
-    assert placed[newest] == items_then[newest] == moments.now
+    assert placed.moments[newest] == items_then[newest] == moments.now
     # both depend on the data only, not on who is scored beside them (chunks, shards, CLI)
     for user in users[:20]:
         alone = moments.of(_histories(events, [user]))
-        assert alone[user] == placed[user]
+        assert alone.moments[user] == placed.moments[user]
         assert alone.arrays([user])[1][0] == items_then[user]
 
 

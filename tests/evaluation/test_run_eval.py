@@ -84,7 +84,7 @@ def test_test_users_are_placed_as_the_batch_job_places_them_and_never_after_thei
     split = make_split(interactions, ItemCatalog.from_items(items), protocol)  # type: ignore[arg-type]
     moments = split_moments(split, "auto")
     first_test = dict(split.test.group_by("user_id").agg(pl.col("ts").min()).iter_rows())
-    assert all(moments[user] <= first_test[user] for user in split.histories.user_ids)
+    assert all(moments.moments[user] <= first_test[user] for user in split.histories.user_ids)
     if protocol == "global":  # everyone at the cut, as the nightly job's batch describes them
         assert set(moments.moments.values()) == {split.cutoff}
     else:  # each after their own latest training event, on the grid of the training data
