@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from recsys.config import (
@@ -13,6 +17,8 @@ from recsys.config import (
     load_config,
     render_defaults,
 )
+
+RECSYS = [sys.executable, "-c", "from recsys.cli import main; main()"]
 
 
 def test_default_file_loads_and_equals_the_model_defaults() -> None:
@@ -33,6 +39,21 @@ def test_default_file_documents_every_key() -> None:
         return missing
 
     assert undocumented(Config, "") == []
+
+
+def test_config_defaults_prints_the_defaults_file_as_it_is() -> None:
+    """Piped to a file, the command's output is the file: no console wrapping at 80 columns, and
+    ``[semantic, cold_text, ...]`` is YAML, not console markup."""
+    printed = subprocess.run([*RECSYS, "config", "defaults"], capture_output=True, text=True, check=True)
+    assert printed.stdout == render_defaults()
+    shown = subprocess.run(
+        [*RECSYS, "config", "show"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "RECSYS_RETRIEVAL__SOURCES": "[semantic, covisit]"},
+    )
+    assert yaml.safe_load(shown.stdout)["retrieval"]["sources"] == ["semantic", "covisit"]
 
 
 def test_unknown_key_is_named(tmp_path: Path) -> None:
