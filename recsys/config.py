@@ -224,6 +224,9 @@ class RetrievalConfig(Section):
     """Half-life, in days, of the events that say how an item sells within its category (the category
     source; the baseline uses the same default); None: all time. Short where new items take over (a
     shop); see recsys.models.category."""
+    category_taste_half_life_events: float | None = Field(None, gt=0)
+    """Half-life, in events, of the history that says which categories a user picks from (the category
+    source); None: every event counts alike."""
     cold_max_events: int = Field(3, ge=0)
     """cold_text searches (by text, like semantic) only items with at most this many events."""
     per_source_k: int = Field(200, ge=1)
@@ -342,6 +345,7 @@ class EvaluationConfig(Section):
             "covisit",
             "markov",
             "category",
+            "category_recent",
             "pretrained_text",
         ]
     )

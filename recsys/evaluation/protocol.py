@@ -48,6 +48,11 @@ DEFAULT_TEST_SHARE: dict[str, float] = {"per_user": 0.2, "global": 0.1}
 COLD_ITEM_MAX_EVENTS = 3
 SPARSE_USER_MAX_EVENTS = 5
 HEAVY_USER_QUANTILE = 0.9
+RECENT_TASTE_HALF_LIFE_EVENTS = 3.0
+"""The ``category_recent`` baseline's taste: a user's categories weighed over a 3-event half-life, for
+users whose tastes move (the generated ``drift`` catalog: NDCG@10 0.181 per-user and 0.119 global,
+against 0.132 and 0.094 with every event alike; 10 / 30 events 0.162 / 0.150 per-user). Chosen on the
+bench's own cuts: a flattering, so a fair, bar."""
 BASELINES = tuple(EvaluationConfig().baselines)
 """Every baseline there is: the evaluation stage runs them all by default (declared once, in its config)."""
 
@@ -227,14 +232,17 @@ def baseline_scorer(
         "covisit": CovisitScorer,
         "markov": MarkovScorer,
         "category": lambda: CategoryScorer(item_categories),
+        "category_recent": lambda: CategoryScorer(
+            item_categories, taste_half_life_events=RECENT_TASTE_HALF_LIFE_EVENTS
+        ),
         "pretrained_text": lambda: TextSimilarityScorer(item_vectors),
     }
     if name not in factories:
         raise ValueError(f"unknown baseline {name!r}; known: {list(factories)}")
     if name == "pretrained_text" and item_vectors is None:
         raise ValueError("baseline 'pretrained_text' needs item_vectors (one row per catalog item)")
-    if name == "category" and item_categories is None:
-        raise ValueError("baseline 'category' needs item_categories (one code per catalog item)")
+    if name.startswith("category") and item_categories is None:
+        raise ValueError(f"baseline {name!r} needs item_categories (one code per catalog item)")
     return factories[name]()
 
 

@@ -55,10 +55,14 @@ class CategoryScorer(Scorer):
         self,
         item_categories: Sequence[int] | np.ndarray | None = None,
         half_life_days: float | None = DEFAULT_HALF_LIFE_DAYS,
+        taste_half_life_events: float | None = None,
     ) -> None:
         if half_life_days is not None and half_life_days <= 0:
             raise ValueError(f"half_life_days must be positive or None, got {half_life_days}")
+        if taste_half_life_events is not None and taste_half_life_events <= 0:
+            raise ValueError(f"taste_half_life_events must be positive or None, got {taste_half_life_events}")
         self.half_life_days = half_life_days
+        self.taste_half_life_events = taste_half_life_events
         self.item_categories: np.ndarray | None = None
         if item_categories is not None:
             self.item_categories = np.asarray(item_categories, dtype=np.int64)
@@ -103,8 +107,13 @@ class CategoryScorer(Scorer):
         taste = np.zeros((len(histories), n_categories + 1), dtype=np.float32)  # last column: none
         for row, items in enumerate(histories.items):
             codes = self.item_categories[items]
-            taste[row] = np.bincount(np.where(codes >= 0, codes, n_categories), minlength=n_categories + 1)
-            taste[row] /= max(len(items), 1)
+            weights = None
+            if self.taste_half_life_events is not None:
+                weights = 0.5 ** (np.arange(len(items))[::-1] / self.taste_half_life_events)
+            taste[row] = np.bincount(
+                np.where(codes >= 0, codes, n_categories), weights=weights, minlength=n_categories + 1
+            )
+            taste[row] /= max(taste[row].sum(), 1e-12)
         taste[:, n_categories] = 0.0
         codes = np.where(self.item_categories >= 0, self.item_categories, n_categories)
         scores = taste[:, codes] * self.item_share
@@ -112,7 +121,7 @@ class CategoryScorer(Scorer):
         return scores
 
     def params(self) -> dict[str, Any]:
-        return {"half_life_days": self.half_life_days}
+        return {"half_life_days": self.half_life_days, "taste_half_life_events": self.taste_half_life_events}
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.item_categories is not None and self.item_share is not None

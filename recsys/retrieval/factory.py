@@ -87,7 +87,11 @@ def fit_sources(
     if "itemknn" in names:
         ItemKNNScorer().fit(events, catalog).save(out_dir / "itemknn")
     if "category" in names:
-        category = CategoryScorer(category_codes(items, catalog), config.retrieval.category_half_life_days)
+        category = CategoryScorer(
+            category_codes(items, catalog),
+            config.retrieval.category_half_life_days,
+            config.retrieval.category_taste_half_life_events,
+        )
         category.fit(events, catalog).save(out_dir / "category")
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from recsys.catalog import ItemCatalog
 from recsys.data import Dataset, load_dataset
+from recsys.data.demo import DemoSpec, write_demo
 from recsys.evaluation import (
     EvalSplit,
     evaluate_scorer,
@@ -139,6 +140,20 @@ def test_category_baseline_beats_popularity_on_the_demo_whose_users_keep_to_a_fe
     codes = category_codes(dataset.items, catalog)
     results = run_baselines(per_user, ["popular", "category"], ks=(10, 50), item_categories=codes)
     assert results["category"]["all"]["ndcg@10"] > 2 * results["popular"]["all"]["ndcg@10"]
+
+
+def test_category_recent_baseline_follows_users_whose_tastes_drift(tmp_path: Path) -> None:
+    """On a catalog whose users move to other topics, a taste weighed towards the latest events knows
+    where they are going (three seeds of this size: 0.36 / 0.38 / 0.42 against 0.25 / 0.26 / 0.31)."""
+    write_demo(tmp_path, DemoSpec(users=200, items=300, events=6000, regime="drift"))
+    drifting = load_dataset(tmp_path)
+    catalog = ItemCatalog.from_items(drifting.items)
+    split = make_split(drifting.interactions, catalog, "per_user")
+    codes = category_codes(drifting.items, catalog)
+    results = run_baselines(split, ["category", "category_recent"], ks=(10,), item_categories=codes)
+    assert results["category_recent"]["all"]["ndcg@10"] > 1.2 * results["category"]["all"]["ndcg@10"]
+    with pytest.raises(ValueError, match="'category_recent' needs item_categories"):
+        run_baselines(split, ["category_recent"])
 
 
 def test_max_users_keeps_a_seeded_subset(dataset: Dataset, catalog: ItemCatalog, per_user: EvalSplit) -> None:

@@ -289,6 +289,21 @@ def test_category_shares_weigh_each_event_by_its_recency() -> None:
         CategoryScorer([0, 0], half_life_days=0.0)
 
 
+def test_category_taste_can_weigh_the_users_latest_events_most() -> None:
+    """Three old events in category a, then one in b: counted alike the user is into a (3/4); over a
+    one-event half-life into b (weights 1/8, 1/4, 1/2 against 1: b's share 8/15)."""
+    catalog = ItemCatalog(np.asarray(["a1", "a2", "b1", "b2"], dtype=object))
+    events = pl.DataFrame({"item_id": ["a1", "a2", "b1", "b2"], "ts": [0, 0, 0, 0]})
+    history = Histories(["u"], [catalog.indices(["a1", "a1", "a1", "b1"])], [np.arange(4)])
+    alike = CategoryScorer([0, 0, 1, 1], half_life_days=None).fit(events, catalog).score(history)[0]
+    recent = CategoryScorer([0, 0, 1, 1], None, taste_half_life_events=1.0).fit(events, catalog)
+    np.testing.assert_allclose(alike, [3 / 8, 3 / 8, 1 / 8, 1 / 8])
+    np.testing.assert_allclose(recent.score(history)[0], [7 / 30, 7 / 30, 8 / 30, 8 / 30], rtol=1e-6)
+    assert recent.params()["taste_half_life_events"] == 1.0
+    with pytest.raises(ValueError, match="taste_half_life_events"):
+        CategoryScorer([0, 0], taste_half_life_events=0.0)
+
+
 def test_category_never_offers_items_of_untouched_categories_or_without_events() -> None:
     catalog = ItemCatalog(np.asarray(["a1", "a2", "b1"], dtype=object))
     scorer = CategoryScorer([0, 0, 1]).fit(pl.DataFrame({"item_id": ["a1", "b1"], "ts": [0, 0]}), catalog)

@@ -89,3 +89,28 @@ def test_the_category_source_weighs_sales_by_the_configured_half_life(
     history = Histories(["x"], [catalog.indices(["c"])], [np.asarray([0])])
     ranked = source.candidates(history, k=2).sort("rank")["item_idx"].to_list()
     assert ranked == ([0, 1] if half_life is None else [1, 0])
+
+
+@pytest.mark.parametrize("taste_half_life", [None, 1.0])
+def test_the_category_source_weighs_the_users_taste_by_the_configured_half_life(
+    tmp_path: Path, taste_half_life: float | None
+) -> None:
+    """A user with three events in shoes and then one in hats: counted alike, shoes lead; over a
+    one-event half-life, hats (the source that loads is the one configured)."""
+    catalog = ItemCatalog(np.asarray(["s", "h"], dtype=object))
+    events = pl.DataFrame({"user_id": ["u", "v"], "item_id": ["s", "h"], "ts": [0, 0]})
+    items = pl.DataFrame({"item_id": ["s", "h"], "categories": [["shoes"], ["hats"]]})
+    retrieval = {
+        "sources": ["category"],
+        "trial_sources": [],
+        "category_half_life_days": None,
+        "category_taste_half_life_events": taste_half_life,
+    }
+    config = Config.model_validate({"retrieval": retrieval})
+    fit_sources(config, events, items, catalog, tmp_path)
+    index = ExactIndex(2)
+    index.build(np.eye(2, 2, dtype=np.float32))
+    (source,) = load_sources(config, tmp_path, catalog, index, lambda h: np.ones((len(h), 2), np.float32))
+    history = Histories(["x"], [catalog.indices(["s", "s", "s", "h"])], [np.arange(4)])
+    ranked = source.retrieve(history, k=2, exclude_seen=False).items[0].tolist()
+    assert ranked == ([0, 1] if taste_half_life is None else [1, 0])
