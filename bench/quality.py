@@ -73,6 +73,8 @@ VARIANTS: dict[str, dict[str, str]] = {
     "category": {
         "RECSYS_RETRIEVAL__SOURCES": "[semantic, cold_text, covisit, markov, popular, ease, category]"
     },
+    # the category source's taste weighed towards the user's latest events (as the category_recent baseline)
+    "recent_taste": {"RECSYS_RETRIEVAL__CATEGORY_TASTE_HALF_LIFE_EVENTS": "3"},
     # the recipe before trial sources: category never joins the candidates
     "no_trial": {"RECSYS_RETRIEVAL__TRIAL_SOURCES": "[]"},
     "more_sources": {
