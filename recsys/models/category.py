@@ -46,8 +46,9 @@ def category_codes(items: pl.DataFrame, catalog: ItemCatalog) -> np.ndarray:
 
 class CategoryScorer(Scorer):
     """Score = the history's share of events in the item's category (each event weighed by its
-    recency over ``taste_half_life_events``, when set) × the item's share of its category's events. Items without a category or without events, and categories the user never
-    touched, score ``-inf`` (never a candidate)."""
+    recency over ``taste_half_life_events``, when set) × the item's share of its category's events.
+    Items without a category or without events, and categories the user never touched, score ``-inf``
+    (never a candidate)."""
 
     kind = "category"
 
