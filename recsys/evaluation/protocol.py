@@ -53,6 +53,8 @@ RECENT_TASTE_HALF_LIFE_EVENTS = 3.0
 users whose tastes move (the generated ``drift`` catalog: NDCG@10 0.181 per-user and 0.119 global,
 against 0.132 and 0.094 with every event alike; 10 / 30 events 0.162 / 0.150 per-user). Chosen on the
 bench's own cuts: a flattering, so a fair, bar."""
+CATEGORY_BASELINES = frozenset({"category", "category_recent"})
+"""Baselines that need each item's category code."""
 BASELINES = tuple(EvaluationConfig().baselines)
 """Every baseline there is: the evaluation stage runs them all by default (declared once, in its config)."""
 
@@ -241,7 +243,7 @@ def baseline_scorer(
         raise ValueError(f"unknown baseline {name!r}; known: {list(factories)}")
     if name == "pretrained_text" and item_vectors is None:
         raise ValueError("baseline 'pretrained_text' needs item_vectors (one row per catalog item)")
-    if name.startswith("category") and item_categories is None:
+    if name in CATEGORY_BASELINES and item_categories is None:
         raise ValueError(f"baseline {name!r} needs item_categories (one code per catalog item)")
     return factories[name]()
 
